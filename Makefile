@@ -1,0 +1,36 @@
+# calcitrack: two commands on a fresh machine (Python >= 3.10, make, access to PyPI).
+#   make run   set up .venv and analyse the shipped sample images into out/
+#   make test  set up .venv with the test extra and run the tests
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench bench-accuracy bench-speed samples clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/calcitrack inspect sample_images
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python benchmarks/accuracy.py
+
+bench-speed: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
+bench: bench-accuracy bench-speed
+
+samples: $(STAMP)
+	$(BIN)/calcitrack phantom samples --out sample_images
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""calcitrack's orchestration: command line, configuration, batch runs and outputs."""

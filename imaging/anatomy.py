@@ -1,0 +1,290 @@
+"""Anatomy on the analysis grid: body (soft tissue), bone, and what is not anatomy.
+
+Not anatomy: air, unexposed or collimated borders and their edges, lead letters and markers,
+rulers and burned-in text (bright islands in air), redaction bars (dark, outside the body),
+and metal (far denser than bone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from .config import AnatomyConfig
+from .preprocess import AnalysisGrid, smooth_background
+
+#: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
+COARSE_SPACING_MM = 0.8
+
+
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """Masks and intensity references of one film, on the analysis grid.
+
+    Attributes
+    ----------
+    body : ndarray of bool
+        Exposed patient: soft tissue and bone, without unexposed borders or objects in air.
+    bone : ndarray of bool
+        Whole bones including cortex, small bones and sesamoids.
+    excluded : ndarray of bool
+        Not anatomy, with a safety margin: unexposed borders, collimator edges, metal.
+    soft_tissue_level, bone_level : float
+        Typical soft-tissue value and typical bone excess over its surrounding soft tissue,
+        in film units: the references that make contrasts comparable between films.
+    """
+
+    body: np.ndarray
+    bone: np.ndarray
+    excluded: np.ndarray
+    soft_tissue_level: float
+    bone_level: float
+
+    @property
+    def soft_tissue(self) -> np.ndarray:
+        """Where deposits may lie: body, not bone, not excluded."""
+        return self.body & ~self.bone & ~self.excluded
+
+
+def disk(diameter_px: float) -> np.ndarray:
+    """Elliptical structuring element of the given diameter in pixels (at least 1)."""
+    size = max(1, int(round(diameter_px)))
+    size += 1 - size % 2
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool = False,
+                 has_bone: bool = True) -> Anatomy:
+    """Segment body, bone and non-anatomical objects of a film on its analysis grid.
+
+    Parameters
+    ----------
+    grid : AnalysisGrid
+    config : AnatomyConfig
+    limb_scale : bool
+        Use the bone scale of large limbs (leg, hip, chest) instead of hand/forearm.
+    has_bone : bool
+        False for films without bone (mammograms): no bone mask is sought.
+    """
+    values = grid.values
+    factor = max(1, int(round(COARSE_SPACING_MM / grid.spacing_mm)))
+    coarse_mm = grid.spacing_mm * factor
+    rows, cols = values.shape
+    coarse = cv2.resize(values, (max(1, cols // factor), max(1, rows // factor)),
+                        interpolation=cv2.INTER_AREA)
+
+    bright, dark = _shutter_regions(coarse)
+    unexposed = cv2.dilate(bright.astype(np.uint8),
+                           disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
+    tissue = _tissue_mask(coarse, ~unexposed, 40.0 / coarse_mm) & ~dark
+    body = _body_mask(tissue, bright | dark, config.body_min_width_mm / coarse_mm,
+                      config.min_body_area_mm2 / coarse_mm ** 2,
+                      config.max_body_hole_mm2 / coarse_mm ** 2)
+
+    scale_mm = config.bone_scale_limb_mm if limb_scale else config.bone_scale_mm
+    excess = _excess_over_soft_tissue(coarse, body, scale_mm / coarse_mm)
+    bone_level = _bone_level(excess[body]) if has_bone else 1.0
+    soft_values = coarse[body & (excess < 0.25 * bone_level)]
+    soft_level = float(np.median(soft_values)) if soft_values.size else 0.0
+
+    metal = body & (excess > config.metal_contrast * bone_level) if has_bone else \
+        np.zeros_like(body)
+    bone = np.zeros_like(body)
+    if has_bone:
+        bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
+                                  coarse_mm)
+
+    margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
+    excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
+    edge = max(1, int(round(config.film_edge_margin_mm / coarse_mm)))
+    excluded[:edge, :] = excluded[-edge:, :] = True
+    excluded[:, :edge] = excluded[:, -edge:] = True
+
+    def up(mask):
+        return cv2.resize(mask.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
+
+    body = up(body & ~excluded)
+    if has_bone and bone.any():
+        bone = _refine_edges(values, up(bone), body, coarse_mm / grid.spacing_mm,
+                             grid.mm_to_px(config.joint_space_mm),
+                             config.bone_max_hole_mm2 / grid.spacing_mm ** 2)
+    else:
+        bone = up(bone)
+    return Anatomy(body, bone, up(excluded), soft_level, float(bone_level))
+
+
+def _refine_edges(values: np.ndarray, bone: np.ndarray, body: np.ndarray, band_px: float,
+                  joint_px: float, max_hole_px: float):
+    """Move a coarse bone outline onto the cortex edge at full analysis resolution.
+
+    Within a band around the coarse outline a pixel is bone when it is nearer the local
+    bone level than the local soft-tissue level (the mid-point of the edge, where its
+    gradient peaks).
+    """
+    inner = cv2.erode(bone.astype(np.uint8), disk(2 * band_px + 1)) > 0
+    outer = cv2.dilate(bone.astype(np.uint8), disk(2 * band_px + 1)) > 0
+    soft = body & ~outer
+    sigma = 3 * band_px
+    bone_level = smooth_background(values, inner, sigma)
+    soft_level = smooth_background(values, soft, sigma)
+    smooth = cv2.GaussianBlur(values, (0, 0), 1.0)
+    middle = smooth > 0.5 * (bone_level + soft_level)
+    bone = (inner | (outer & middle)) & body
+    # Joint spaces (1-3 mm gaps between bone ends) are not soft tissue.
+    closed = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE, disk(joint_px)) > 0
+    return fill_small_holes(closed, max_hole_px) & body
+
+
+def fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
+    """Fill enclosed background regions of `mask` up to `max_area_px` pixels."""
+    holes = (~mask).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
+    rows, cols = mask.shape
+    x, y, w, h, area = (stats[:, i] for i in range(5))
+    inside = (x > 0) & (y > 0) & (x + w < cols) & (y + h < rows)
+    fill = inside & (area <= max_area_px)
+    fill[0] = False
+    return mask | fill[labels]
+
+
+def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Large uniform regions at the film's maximum (unexposed) or minimum (electronic
+    shutter) that touch its border."""
+    lo, hi = float(values.min()), float(values.max())
+    spread = max(float(np.percentile(values, 99.9) - np.percentile(values, 0.1)), 1e-6)
+    found = []
+    for candidate in (values >= hi - 0.03 * spread, values <= lo + 0.005 * spread):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8),
+                                                                   connectivity=8)
+        region = np.zeros(values.shape, bool)
+        rows, cols = values.shape
+        for label in range(1, count):
+            x, y, w, h, area = stats[label]
+            touches = x == 0 or y == 0 or x + w == cols or y + h == rows
+            if touches and area >= 0.01 * values.size:
+                region |= labels == label
+        found.append(region)
+    return found[0], found[1]
+
+
+def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float) -> np.ndarray:
+    """The patient's tissue: separated from air along the skin line's steep edge.
+
+    The air level is a smooth surface (the heel effect makes it vary) fitted to the darkest
+    class of exposed pixels, refitted without the pixels that stand clearly above it. Sure
+    air lies within its noise of that surface, sure tissue well above it; between them
+    (scatter glow near the skin, thin tissue) a watershed on the gradient puts the boundary
+    on the steepest edge, which is the skin line.
+    """
+    from skimage.segmentation import watershed
+
+    inside = values[exposed]
+    if inside.size < 16 or np.ptp(inside) == 0:
+        return np.zeros(values.shape, bool)
+    air = exposed & (values <= float(threshold_otsu(inside)))
+    excess = np.zeros_like(values)
+    center = spread = 0.0
+    for _ in range(3):
+        if air.sum() < 16:
+            return exposed.copy()
+        excess = values - smooth_background(values, air, air_sigma_px, coarse_factor=1)
+        below = excess[air]
+        center = float(np.median(below))
+        spread = max(1.4826 * float(np.median(np.abs(below - center))), 1e-6)
+        air = exposed & (excess < center + 4.0 * spread)
+    above = excess[exposed & (excess > center + 6.0 * spread)]
+    if above.size == 0:
+        return np.zeros(values.shape, bool)
+    sure_tissue = exposed & (excess > max(center + 6.0 * spread, 0.3 * float(np.median(above))))
+    markers = np.zeros(values.shape, np.int32)
+    markers[~exposed | (excess < center + 3.0 * spread)] = 1
+    markers[sure_tissue] = 2
+    smooth = cv2.GaussianBlur(values, (0, 0), 1.0)
+    gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0),
+                             cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    return (watershed(gradient, markers) == 2) & exposed
+
+
+def _body_mask(tissue: np.ndarray, shutter: np.ndarray, min_width_px: float,
+               min_area_px: float, max_hole_px: float) -> np.ndarray:
+    """The patient: tissue regions wide and large enough, with their holes filled.
+
+    Thin bright strips (rulers, letters) do not survive an opening at the body's minimum
+    width; regions that do are kept whole. Regions that are mostly a fringe of an unexposed
+    border (collimator penumbra) are dropped.
+    """
+    # Narrow strips go even when attached to the patient; the skin line is then restored.
+    tissue = tissue.astype(np.uint8)
+    opened = cv2.morphologyEx(tissue, cv2.MORPH_OPEN, disk(min_width_px))
+    mask = cv2.dilate(opened, disk(min_width_px / 2)) & tissue
+    core = opened
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[core > 0])] = True
+    keep[0] = False
+    keep &= stats[:, cv2.CC_STAT_AREA] >= min_area_px
+    beside_shutter = cv2.dilate(shutter.astype(np.uint8), disk(max(min_width_px, 3))) > 0
+    for label in np.flatnonzero(keep):
+        region = labels == label
+        edge = cv2.dilate(region.astype(np.uint8), disk(3)).astype(bool) & ~region
+        if edge.any() and (edge & beside_shutter).sum() > 0.3 * edge.sum():
+            keep[label] = False
+    # Fill small holes (gas, thin tissue enclosed by the patient); a large "hole" is air
+    # enclosed by the patient and the film's edges or shutters.
+    return fill_small_holes(keep[labels], max_hole_px)
+
+
+def _excess_over_soft_tissue(values: np.ndarray, body: np.ndarray, scale_px: float) -> np.ndarray:
+    """Value above the local soft-tissue floor: a grey opening wider than the bones.
+
+    Air is filled with the body's low values first, so that the skin line is no step.
+    """
+    if not body.any():
+        return np.zeros_like(values)
+    floor_value = float(np.percentile(values[body], 5))
+    filled = np.where(body, values, floor_value).astype(np.float32)
+    floor = cv2.morphologyEx(filled, cv2.MORPH_OPEN, disk(scale_px))
+    floor = cv2.GaussianBlur(floor, (0, 0), max(scale_px / 6, 1))
+    return np.where(body, filled - np.minimum(floor, filled), 0).astype(np.float32)
+
+
+def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, scale_mm,
+                       spacing_mm):
+    """Bones grown from sure-bone and sure-soft-tissue markers to the strongest edges.
+
+    Sure bone: well above the soft-tissue floor at the small scale of a bone's width and wide
+    enough. Sure soft tissue: low above the floor at the large scale. Between them the
+    boundary follows the cortex edge (gradient maximum), wherever the thresholds fall.
+    """
+    from skimage.segmentation import watershed
+
+    small = _excess_over_soft_tissue(values, body, scale_mm * config.bone_marker_fraction / spacing_mm)
+    threshold = config.bone_contrast_fraction * bone_level
+    sure_bone = body & ((small > threshold) | (excess > threshold))
+    sure_bone = cv2.morphologyEx(sure_bone.astype(np.uint8), cv2.MORPH_OPEN,
+                                 disk(config.bone_min_width_mm / spacing_mm)).astype(bool)
+    near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(3.0 / spacing_mm)).astype(bool)
+    sure_soft = body & (excess < 0.25 * config.bone_contrast_fraction * bone_level) & ~near_bone
+    markers = np.zeros(values.shape, np.int32)
+    markers[~body] = 1
+    markers[sure_soft] = 1
+    markers[sure_bone] = 2
+    smooth = cv2.GaussianBlur(values, (0, 0), max(0.6 / spacing_mm, 0.5))
+    gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    bone = (watershed(gradient, markers) == 2) & body
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bone.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= config.bone_min_area_mm2 / spacing_mm ** 2
+    return keep[labels]
+
+
+def _bone_level(excess: np.ndarray) -> float:
+    """Typical excess of bone over soft tissue: the median of the upper Otsu class."""
+    if excess.size < 16 or np.ptp(excess) <= 0:
+        return 1.0
+    threshold = float(threshold_otsu(excess))
+    upper = excess[excess > threshold]
+    return float(np.median(upper)) if upper.size else max(threshold, 1e-6)

@@ -1,0 +1,187 @@
+"""Every tunable of the analysis, in physical units, defined once.
+
+Sizes are in mm, areas in mm², contrasts as ratios to the film's own noise (CNR) or to its own
+soft-tissue/bone references; there are no pixel constants. `AnalysisConfig` is frozen; load a
+study's overrides from a TOML file with `load_config`, and record `config_hash` with results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The analysis grid every stage works on."""
+
+    spacing_mm: float = 0.2
+    """Analysis pixel spacing; films are resampled to it so every parameter is in mm."""
+    nominal_spacing_mm: float = 0.15
+    """Assumed source spacing of uncalibrated films (CR/DX detectors are 0.1-0.2 mm);
+    results of such films are flagged and carry no mm² values."""
+    nominal_spacing_mammography_mm: float = 0.07
+    """Assumed source spacing of uncalibrated mammograms (MG/RG breast films)."""
+
+
+@dataclass(frozen=True)
+class AnatomyConfig:
+    """Body, bone and non-anatomical objects."""
+
+    min_body_area_mm2: float = 1500.0
+    """Smaller bright islands in air (markers, letters, rulers) are not body."""
+    max_body_hole_mm2: float = 1500.0
+    """Enclosed darker regions up to this size (gas, thin tissue) belong to the body."""
+    body_min_width_mm: float = 8.0
+    """Narrower bright strips in air (collimator penumbra, rulers, text) are not body."""
+    collimator_margin_mm: float = 10.0
+    """Band excluded around unexposed borders: the collimator edge and its penumbra."""
+    border_margin_mm: float = 2.0
+    """Band excluded around metal."""
+    film_edge_margin_mm: float = 2.0
+    """Band excluded along the film's outer edges (processing and plate-edge artefacts)."""
+    bone_scale_mm: float = 24.0
+    """Widest bone expected across its shaft in a hand/forearm film (opening diameter)."""
+    bone_scale_limb_mm: float = 60.0
+    """The same for films of large limbs (leg, hip, chest...)."""
+    bone_marker_fraction: float = 0.4
+    """Sure-bone markers for the watershed are found with an opening this fraction of the
+    bone scale (it finds cortex and small bones)."""
+    bone_min_width_mm: float = 2.5
+    """Bone is at least this wide; narrower bright appendages (deposits) are not bone."""
+    bone_min_area_mm2: float = 6.0
+    """Smaller isolated dense islands are deposits, not bone (a sesamoid is ~15-30 mm²)."""
+    bone_contrast_fraction: float = 0.45
+    """A pixel is bone when its excess over soft tissue reaches this fraction of the
+    film's typical bone excess (the soft tissue to cortex scale)."""
+    bone_max_hole_mm2: float = 150.0
+    """Enclosed regions of a bone up to this size (marrow, trabecular gaps) are bone."""
+    joint_space_mm: float = 3.0
+    """Gaps between bone ends up to this width (joint spaces) count as bone, not soft tissue."""
+    metal_contrast: float = 2.5
+    """Excess over soft tissue, in units of the bone reference, above which a region is
+    metal or lead (markers, letters, wires, screws)."""
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Finding calcified deposits in soft tissue."""
+
+    scales_mm: tuple[float, ...] = (0.6, 1.2, 2.5, 5.0, 10.0)
+    """Deposit widths the difference-of-Gaussians detector is tuned to."""
+    noise_tile_mm: float = 8.0
+    """Tiles over which the local spread of each scale's response is measured."""
+    seed_cnr: float = 5.0
+    """A deposit must stand this many local spreads above its surroundings somewhere
+    (Rose criterion: 4-5)."""
+    grow_cnr: float = 2.5
+    """Hysteresis: deposits extend over connected pixels above this many spreads."""
+    min_area_mm2: float = 0.25
+    """Smaller candidates are noise."""
+    min_width_mm: float = 0.6
+    """Opening diameter: thinner streaks (bone-edge rims, noise) are not deposits."""
+    min_mean_cnr: float = 2.5
+    """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
+    edge_fraction: float = 0.5
+    """Deposit outline in the source grid: this fraction of its peak contrast (FWHM)."""
+    max_bone_overlap: float = 0.3
+    """Candidates lying more than this fraction inside bone are bone texture, not deposits."""
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """All parameters of one analysis run, with documented defaults."""
+
+    grid: GridConfig = field(default_factory=GridConfig)
+    anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    max_megapixels: float = 400.0
+    """Films declaring more pixels are refused before decoding."""
+
+    def to_dict(self) -> dict:
+        """Plain nested dict of every parameter (for TOML, JSON and hashing)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def config_hash(self) -> str:
+        """12 hex digits identifying these parameter values (recorded in every output row)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def config_from_dict(values: dict, *, source: str | None = None) -> AnalysisConfig:
+    """Build a validated `AnalysisConfig` from a nested dict of overrides.
+
+    Unknown sections or keys, wrong types and out-of-range values raise `ConfigError`
+    naming the key.
+    """
+    return _build(AnalysisConfig, values or {}, source, "")
+
+
+def load_config(path: str | os.PathLike | None) -> AnalysisConfig:
+    """Read a TOML file of overrides (None gives the defaults)."""
+    if path is None:
+        return AnalysisConfig()
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the configuration ({exc.strerror or exc})",
+                          "check the path given to --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"is not valid TOML ({exc})", "fix the syntax") from None
+    return config_from_dict(values, source=path)
+
+
+def _build(cls, values, source, prefix):
+    if not isinstance(values, dict):
+        raise ConfigError(source, f"[{prefix.rstrip('.')}] must be a table", "see `calcitrack "
+                          "config --show` for the layout")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(source, f"unknown setting {prefix}{unknown[0]}",
+                          f"known settings here: {', '.join(sorted(fields))}")
+    default = cls()
+    kwargs = {}
+    for name, value in values.items():
+        current = getattr(default, name)
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(current):
+            kwargs[name] = _build(type(current), value, source, key + ".")
+        else:
+            kwargs[name] = _checked_value(key, value, current, source)
+    return cls(**kwargs)
+
+
+def _checked_value(key, value, default, source):
+    def bad(why):
+        return ConfigError(source, f"{key} = {value!r} {why}",
+                           f"give a value like the default ({default!r})")
+
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise bad("must be a non-empty list of numbers")
+        items = tuple(_checked_value(key, v, default[0], source) for v in value)
+        return tuple(sorted(items))
+    if isinstance(default, bool) or isinstance(value, bool):
+        raise bad("has the wrong type")
+    if isinstance(default, (int, float)):
+        if not isinstance(value, (int, float)):
+            raise bad("must be a number")
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise bad("must be a positive finite number")
+        if key.endswith("fraction") or key.endswith("overlap"):
+            if value > 1:
+                raise bad("must be between 0 and 1")
+        return value
+    raise bad("has an unsupported type")

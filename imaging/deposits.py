@@ -1,0 +1,236 @@
+"""Finding calcified deposits in soft tissue: candidates, thresholds, morphology, outlines.
+
+1. A smooth soft-tissue background is interpolated from soft tissue only (bone, air, metal
+   and, after the first pass, the candidates themselves are left out), so a deposit touching
+   a bone is measured against the soft tissue beside it, not against the bone.
+2. The excess over that background, smoothed at a few physical scales, is divided by the
+   film's own local noise: a contrast-to-noise ratio (CNR) map.
+3. Hysteresis (Rose-style): a deposit has a seed above `seed_cnr` and extends over connected
+   soft tissue above `grow_cnr`; tiny or weak candidates are dropped.
+4. Each deposit's outline is drawn in the source pixel grid at a fixed fraction of its own
+   peak contrast (full width at half maximum by default), so areas do not depend on the
+   analysis grid or on the threshold that found it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .anatomy import Anatomy, disk, find_anatomy
+from .config import AnalysisConfig
+from .measure import DepositMeasures, measure_deposits
+from .preprocess import (
+    AnalysisGrid,
+    blur,
+    robust_spread_map,
+    smooth_background,
+    to_analysis_grid,
+)
+from .radiograph import Radiograph
+
+#: Background interpolation scale (mm) and detection smoothing scales (mm).
+BACKGROUND_SIGMA_MM = 5.0
+BONE_EDGE_MARGIN_MM = 0.4
+_HAND_PARTS = {"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"}
+_BREAST_PARTS = {"BREAST"}
+
+
+@dataclass(frozen=True, eq=False)
+class DepositFindings:
+    """What the detector found on one film.
+
+    Attributes
+    ----------
+    labels : ndarray of int32
+        Deposit label image in the source pixel grid (0 = no deposit, k = deposit k).
+    deposits : tuple of DepositMeasures
+        One entry per label, in label order.
+    anatomy : Anatomy
+        Body, bone and exclusion masks on the analysis grid.
+    grid : AnalysisGrid
+        The analysis grid (its `nominal` flag says whether the spacing was assumed).
+    """
+
+    labels: np.ndarray
+    deposits: tuple[DepositMeasures, ...]
+    anatomy: Anatomy
+    grid: AnalysisGrid
+
+
+def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None) -> DepositFindings:
+    """Find calcified deposits outside bone on one film.
+
+    Parameters
+    ----------
+    radiograph : Radiograph
+    config : AnalysisConfig, optional
+        Parameters; the documented defaults when omitted.
+
+    Returns
+    -------
+    DepositFindings
+    """
+    config = config or AnalysisConfig()
+    grid = to_analysis_grid(radiograph, config.grid)
+    part = (radiograph.metadata.body_part or "").upper()
+    anatomy = find_anatomy(grid, config.anatomy,
+                           limb_scale=bool(part) and part not in _HAND_PARTS | _BREAST_PARTS,
+                           has_bone=part not in _BREAST_PARTS)
+    background, cnr = contrast_to_noise(grid, anatomy, config)
+    candidates = hysteresis_candidates(grid, anatomy, cnr, config)
+    labels = outline_in_source_grid(radiograph, grid, anatomy, background, candidates, config)
+    deposits = measure_deposits(radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
+                                grid.source_spacing_mm, calibrated=radiograph.is_calibrated,
+                                bone_level=anatomy.bone_level,
+                                soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+    return DepositFindings(labels, deposits, anatomy, grid)
+
+
+def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConfig):
+    """Soft-tissue background and the significance map of local bright excess.
+
+    Significance at each scale is a difference of Gaussians computed from soft tissue only
+    (normalised convolution, so bone, air and metal do not leak in), divided by its own
+    local robust spread over soft tissue. That spread includes anatomical texture as well as
+    quantum noise, so the threshold adapts to both (a constant-false-alarm-rate detector).
+    The largest significance over the scales is returned, with the background of a second
+    pass that leaves the first candidates out, for outlines and contrasts.
+    """
+    values = grid.values
+    weights = search_region(grid, anatomy)
+    tile = max(8, int(grid.mm_to_px(config.detection.noise_tile_mm)))
+    significance = np.zeros(values.shape, np.float32)
+    w = weights.astype(np.float32)
+    vw = values * w
+    for scale_mm in config.detection.scales_mm:
+        inner = _weighted_blur(vw, w, grid.mm_to_px(scale_mm) / 2.0)
+        outer = _weighted_blur(vw, w, grid.mm_to_px(scale_mm) * 1.5)
+        response = np.where(weights, inner - outer, 0).astype(np.float32)
+        spread = robust_spread_map(response, weights, tile)
+        significance = np.maximum(significance, response / spread)
+    candidates = _fill_holes(significance >= config.detection.grow_cnr) & weights
+    candidates = cv2.dilate(candidates.astype(np.uint8), disk(2 * grid.mm_to_px(1.0) + 1)) > 0
+    background = smooth_background(values, weights & ~candidates, grid.mm_to_px(BACKGROUND_SIGMA_MM))
+    return background, significance
+
+
+def _weighted_blur(value_times_weight: np.ndarray, weight: np.ndarray, sigma_px: float) -> np.ndarray:
+    num = blur(value_times_weight, max(sigma_px, 0.5))
+    den = blur(weight, max(sigma_px, 0.5))
+    return num / np.maximum(den, 1e-3)
+
+
+def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
+                          config: AnalysisConfig) -> np.ndarray:
+    """Label image (analysis grid) of soft-tissue regions with a seed above `seed_cnr`,
+    grown over connected pixels above `grow_cnr`, large and strong enough."""
+    detection = config.detection
+    allowed = search_region(grid, anatomy)
+    grow = (cnr >= detection.grow_cnr) & allowed
+    # Thinner than the narrowest deposit that matters: bone-edge rims and noise streaks.
+    grow = cv2.morphologyEx(grow.astype(np.uint8), cv2.MORPH_OPEN,
+                            disk(grid.mm_to_px(detection.min_width_mm))) > 0
+    count, labels = cv2.connectedComponents(grow.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(cnr.shape, np.int32)
+    flat = labels.ravel()
+    seeded = np.zeros(count, bool)
+    seeded[np.unique(flat[(cnr.ravel() >= detection.seed_cnr) & (flat > 0)])] = True
+    area = np.bincount(flat, minlength=count) * grid.spacing_mm ** 2
+    mean_cnr = np.bincount(flat, weights=cnr.ravel(), minlength=count) / np.maximum(
+        np.bincount(flat, minlength=count), 1)
+    # Candidates reaching an exclusion band (collimator edge, metal, film edge) are artefacts.
+    near_excluded = cv2.dilate(anatomy.excluded.astype(np.uint8), disk(3)) > 0
+    touching = np.zeros(count, bool)
+    touching[np.unique(flat[near_excluded.ravel()])] = True
+    keep = (seeded & ~touching & (area >= detection.min_area_mm2)
+            & (mean_cnr >= detection.min_mean_cnr))
+    keep[0] = False
+    relabel = np.zeros(count, np.int32)
+    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
+    return relabel[labels]
+
+
+def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
+    """Soft tissue where deposits are sought: not bone nor within the blur of its edge."""
+    edge = cv2.dilate(anatomy.bone.astype(np.uint8),
+                      disk(2 * grid.mm_to_px(BONE_EDGE_MARGIN_MM) + 1)) > 0
+    return anatomy.soft_tissue & ~edge
+
+
+def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
+                           background: np.ndarray, candidates: np.ndarray,
+                           config: AnalysisConfig) -> np.ndarray:
+    """Redraw each candidate in the source grid at `edge_fraction` of its peak contrast."""
+    rows, cols = radiograph.shape
+    labels = np.zeros((rows, cols), np.int32)
+    count = int(candidates.max())
+    if count == 0:
+        return labels
+    scale_r, scale_c = grid.scale
+    pad = int(np.ceil(1.5 / min(grid.source_spacing_mm)))
+    soft = search_region(grid, anatomy).astype(np.uint8)
+    sigma_src = max(0.1 / min(grid.source_spacing_mm), 0.7)
+    next_label = 1
+    boxes = _bounding_boxes(candidates, count)
+    for label, (r0, r1, c0, c1) in enumerate(boxes, start=1):
+        if r1 <= r0:
+            continue
+        sr0, sr1 = max(int(r0 * scale_r) - pad, 0), min(int(np.ceil(r1 * scale_r)) + pad, rows)
+        sc0, sc1 = max(int(c0 * scale_c) - pad, 0), min(int(np.ceil(c1 * scale_c)) + pad, cols)
+        size = (sc1 - sc0, sr1 - sr0)
+        ar0, ar1 = sr0 / scale_r, sr1 / scale_r
+        ac0, ac1 = sc0 / scale_c, sc1 / scale_c
+        core = _crop_to_source(candidates == label, ar0, ar1, ac0, ac1, size) > 0
+        allowed = _crop_to_source(soft, ar0, ar1, ac0, ac1, size) > 0
+        local_bg = _crop_to_source(background, ar0, ar1, ac0, ac1, size, cv2.INTER_LINEAR)
+        excess = radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg
+        smooth = cv2.GaussianBlur(excess, (0, 0), sigma_src)
+        if not core.any():
+            continue
+        peak = float(np.percentile(smooth[core], 95))
+        if peak <= 0:
+            continue
+        reach = cv2.dilate(core.astype(np.uint8), disk(2 * 1.0 / min(grid.source_spacing_mm) + 1)) > 0
+        mask = (smooth >= config.detection.edge_fraction * peak) & reach & allowed
+        count_cc, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        touching = np.unique(parts[core & mask])
+        mask = np.isin(parts, touching[touching > 0])
+        target = labels[sr0:sr1, sc0:sc1]
+        mask &= target == 0
+        if mask.any():
+            target[mask] = next_label
+            next_label += 1
+    return labels
+
+
+def _crop_to_source(image, r0, r1, c0, c1, size, interpolation=cv2.INTER_NEAREST):
+    """Resample the analysis-grid window [r0:r1, c0:c1] (fractional) onto `size` source pixels."""
+    cols, rows = size
+    sx = (c1 - c0) / cols
+    sy = (r1 - r0) / rows
+    # Maps source pixel centres to analysis-grid coordinates.
+    matrix = np.array([[sx, 0, c0 + 0.5 * sx - 0.5], [0, sy, r0 + 0.5 * sy - 0.5]], np.float32)
+    source = image.astype(np.float32) if image.dtype != np.float32 else image
+    return cv2.warpAffine(source, matrix, (cols, rows), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _bounding_boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
+    """(row0, row1, col0, col1) per label 1..count (end-exclusive)."""
+    boxes = [(0, 0, 0, 0)] * count
+    from scipy import ndimage
+
+    for index, found in enumerate(ndimage.find_objects(labels, max_label=count)):
+        if found is not None:
+            boxes[index] = (found[0].start, found[0].stop, found[1].start, found[1].stop)
+    return boxes
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(mask)

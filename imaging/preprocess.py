@@ -1,0 +1,164 @@
+"""Preparing a film for analysis: a fixed-spacing grid, noise levels and smooth backgrounds.
+
+Every later stage works on the analysis grid, whose spacing is fixed in mm, so that all
+parameters are physical sizes whatever the detector. Intensities stay in the film's own
+attenuation-positive units; contrasts are expressed against the film's own measured noise
+(CNR) or its own soft-tissue/bone references, never by per-image min-max scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import GridConfig
+from .radiograph import Radiograph
+
+def _mad_to_noise_sigma() -> float:
+    # The residual from a 2-pixel Gaussian smoothing keeps (1 - 2 w0 + sum w^2) of white
+    # noise's variance; a median absolute value times 1.4826 is a Gaussian's std.
+    kernel = cv2.getGaussianKernel(17, 2.0) @ cv2.getGaussianKernel(17, 2.0).T
+    kept = 1.0 - 2.0 * kernel.max() + float((kernel ** 2).sum())
+    return 1.4826 / float(np.sqrt(kept))
+
+
+#: Median absolute residual (from a 2-pixel smoothing) to noise standard deviation.
+MAD_TO_NOISE_SIGMA = _mad_to_noise_sigma()
+
+
+def noise_residual(values: np.ndarray) -> np.ndarray:
+    """Absolute residual from a 2-pixel Gaussian smoothing: mostly noise, little anatomy."""
+    return np.abs(values - cv2.GaussianBlur(values, (0, 0), 2.0))
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisGrid:
+    """A film resampled onto the analysis grid.
+
+    Attributes
+    ----------
+    values : ndarray of float32
+        Attenuation-positive values, area-averaged onto the grid.
+    spacing_mm : float
+        Isotropic spacing of the grid.
+    source_shape : (int, int)
+        Rows and columns of the source film.
+    source_spacing_mm : (float, float)
+        The source spacing used: the film's calibration or the nominal one.
+    nominal : bool
+        True when `source_spacing_mm` is assumed, not known.
+    """
+
+    values: np.ndarray
+    spacing_mm: float
+    source_shape: tuple[int, int]
+    source_spacing_mm: tuple[float, float]
+    nominal: bool
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Source pixels per analysis pixel along rows and columns."""
+        return (self.spacing_mm / self.source_spacing_mm[0],
+                self.spacing_mm / self.source_spacing_mm[1])
+
+    def mm_to_px(self, mm: float) -> float:
+        """A length in mm as a number of analysis pixels."""
+        return mm / self.spacing_mm
+
+    def to_source(self, image: np.ndarray, interpolation=cv2.INTER_NEAREST) -> np.ndarray:
+        """Resample an analysis-grid image onto the source pixel grid."""
+        rows, cols = self.source_shape
+        return cv2.resize(image, (cols, rows), interpolation=interpolation)
+
+
+def source_spacing(radiograph: Radiograph, config: GridConfig) -> tuple[tuple[float, float], bool]:
+    """Return the film's spacing, or the stated nominal one (and True) when it has none."""
+    if radiograph.spacing_mm is not None:
+        return radiograph.spacing_mm, False
+    breast = (radiograph.metadata.modality == "MG"
+              or (radiograph.metadata.body_part or "").upper() == "BREAST")
+    nominal = config.nominal_spacing_mammography_mm if breast else config.nominal_spacing_mm
+    return (nominal, nominal), True
+
+
+def to_analysis_grid(radiograph: Radiograph, config: GridConfig) -> AnalysisGrid:
+    """Resample a film onto the fixed-spacing analysis grid (area averaging, never sharpening).
+
+    Films finer than the grid are averaged down; films coarser than it are interpolated up.
+    """
+    spacing, nominal = source_spacing(radiograph, config)
+    rows, cols = radiograph.shape
+    out_rows = max(1, int(round(rows * spacing[0] / config.spacing_mm)))
+    out_cols = max(1, int(round(cols * spacing[1] / config.spacing_mm)))
+    shrinking = out_rows < rows or out_cols < cols
+    values = cv2.resize(radiograph.pixels, (out_cols, out_rows),
+                        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return AnalysisGrid(values.astype(np.float32, copy=False), config.spacing_mm,
+                        (rows, cols), spacing, nominal)
+
+
+def robust_spread_map(values: np.ndarray, mask: np.ndarray, tile_px: int) -> np.ndarray:
+    """Local robust standard deviation (MAD x 1.4826) of `values` over `mask`, per tile.
+
+    Tiles with fewer than a quarter of their pixels in `mask` take the median of the
+    others; the tile grid is interpolated back to full size.
+    """
+    rows, cols = values.shape
+    tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
+    spread = np.full((tiles_r, tiles_c), np.nan, np.float32)
+    for i in range(tiles_r):
+        r0, r1 = i * rows // tiles_r, (i + 1) * rows // tiles_r
+        for j in range(tiles_c):
+            c0, c1 = j * cols // tiles_c, (j + 1) * cols // tiles_c
+            inside = mask[r0:r1, c0:c1]
+            if inside.sum() >= 0.25 * inside.size:
+                sample = values[r0:r1, c0:c1][inside]
+                spread[i, j] = 1.4826 * np.median(np.abs(sample - np.median(sample)))
+    known = np.isfinite(spread) & (spread > 0)
+    if not known.any():
+        inside = values[mask] if mask.any() else values.ravel()
+        level = 1.4826 * float(np.median(np.abs(inside - np.median(inside))))
+        return np.full(values.shape, max(level, 1e-6), np.float32)
+    spread[~known] = np.median(spread[known])
+    return cv2.resize(spread, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def smooth_background(values: np.ndarray, weights: np.ndarray, sigma_px: float,
+                      coarse_factor: int = 4) -> np.ndarray:
+    """Normalised convolution: a smooth background from the pixels where `weights` is 1.
+
+    Masked pixels (bone, air, deposits) get the background interpolated from their
+    surroundings. Computed on a grid `coarse_factor` times coarser, which a smooth
+    background allows, and interpolated back.
+    """
+    rows, cols = values.shape
+    factor = max(1, min(coarse_factor, int(sigma_px // 2)))
+    small = (max(1, cols // factor), max(1, rows // factor))
+    w = cv2.resize(weights.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    v = cv2.resize(values * weights, small, interpolation=cv2.INTER_AREA)
+    s = sigma_px / factor
+    num = cv2.GaussianBlur(v, (0, 0), s)
+    den = cv2.GaussianBlur(w, (0, 0), s)
+    # Far from any weighted pixel, widen the search until something is found.
+    for wider in (3.0, 9.0):
+        missing = den < 1e-3
+        if not missing.any():
+            break
+        num = np.where(missing, cv2.GaussianBlur(v, (0, 0), s * wider), num)
+        den = np.where(missing, cv2.GaussianBlur(w, (0, 0), s * wider), den)
+    background = num / np.maximum(den, 1e-6)
+    return cv2.resize(background, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing; wide kernels run on a coarser grid (same result, much faster)."""
+    factor = int(sigma_px // 3)
+    if factor < 2:
+        return cv2.GaussianBlur(image, (0, 0), sigma_px)
+    rows, cols = image.shape
+    small = cv2.resize(image, (max(1, cols // factor), max(1, rows // factor)),
+                       interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma_px / factor)
+    return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)

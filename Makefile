@@ -1,4 +1,4 @@
-# calcitrack: two commands on a fresh machine (Python >= 3.10, make, access to PyPI).
+# calcitrack: two commands on a fresh machine (Python >= 3.11, make, access to PyPI).
 #   make run   set up .venv and analyse the shipped sample images into out/
 #   make test  set up .venv with the test extra and run the tests
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/calcitrack inspect sample_images
+	$(BIN)/calcitrack analyze sample_images --out out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -32,16 +32,18 @@ class Anatomy:
         Whole bones including cortex, small bones and sesamoids.
     excluded : ndarray of bool
         Not anatomy, with a safety margin: unexposed borders, collimator edges, metal.
-    soft_tissue_level, bone_level : float
-        Typical soft-tissue value and typical bone excess over its surrounding soft tissue,
-        in film units: the references that make contrasts comparable between films.
+    soft_tissue_level : float
+        Typical soft-tissue value, in film units.
+    bone_level : float or None
+        Typical bone excess over its surrounding soft tissue, in film units: the reference
+        that makes contrasts comparable between films (None for films without bone).
     """
 
     body: np.ndarray
     bone: np.ndarray
     excluded: np.ndarray
     soft_tissue_level: float
-    bone_level: float
+    bone_level: float | None
 
     @property
     def soft_tissue(self) -> np.ndarray:
@@ -84,18 +86,18 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
                       config.min_body_area_mm2 / coarse_mm ** 2,
                       config.max_body_hole_mm2 / coarse_mm ** 2)
 
-    scale_mm = config.bone_scale_limb_mm if limb_scale else config.bone_scale_mm
-    excess = _excess_over_soft_tissue(coarse, body, scale_mm / coarse_mm)
-    bone_level = _bone_level(excess[body]) if has_bone else 1.0
-    soft_values = coarse[body & (excess < 0.25 * bone_level)]
-    soft_level = float(np.median(soft_values)) if soft_values.size else 0.0
-
-    metal = body & (excess > config.metal_contrast * bone_level) if has_bone else \
-        np.zeros_like(body)
-    bone = np.zeros_like(body)
+    bone = metal = np.zeros_like(body)
+    bone_level = None
+    soft = body
     if has_bone:
+        scale_mm = config.bone_scale_limb_mm if limb_scale else config.bone_scale_mm
+        excess = _excess_over_soft_tissue(coarse, body, scale_mm / coarse_mm)
+        bone_level = _bone_level(excess[body])
+        soft = body & (excess < 0.25 * bone_level)
+        metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm)
+    soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
     excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
@@ -113,7 +115,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
                              config.bone_max_hole_mm2 / grid.spacing_mm ** 2)
     else:
         bone = up(bone)
-    return Anatomy(body, bone, up(excluded), soft_level, float(bone_level))
+    return Anatomy(body, bone, up(excluded), soft_level, bone_level)
 
 
 def _refine_edges(values: np.ndarray, bone: np.ndarray, body: np.ndarray, band_px: float,

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -60,7 +61,8 @@ class DepositFindings:
     grid: AnalysisGrid
 
 
-def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None) -> DepositFindings:
+def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, *,
+                  timings: dict | None = None) -> DepositFindings:
     """Find calcified deposits outside bone on one film.
 
     Parameters
@@ -68,25 +70,44 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None) 
     radiograph : Radiograph
     config : AnalysisConfig, optional
         Parameters; the documented defaults when omitted.
+    timings : dict, optional
+        When given, receives the seconds spent in each stage (for benchmarks).
 
     Returns
     -------
     DepositFindings
     """
     config = config or AnalysisConfig()
-    grid = to_analysis_grid(radiograph, config.grid)
+    clock = _StageClock(timings)
+    grid = clock("grid", to_analysis_grid, radiograph, config.grid)
     part = (radiograph.metadata.body_part or "").upper()
-    anatomy = find_anatomy(grid, config.anatomy,
-                           limb_scale=bool(part) and part not in _HAND_PARTS | _BREAST_PARTS,
-                           has_bone=part not in _BREAST_PARTS)
-    background, cnr = contrast_to_noise(grid, anatomy, config)
-    candidates = hysteresis_candidates(grid, anatomy, cnr, config)
-    labels = outline_in_source_grid(radiograph, grid, anatomy, background, candidates, config)
-    deposits = measure_deposits(radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
-                                grid.source_spacing_mm, calibrated=radiograph.is_calibrated,
-                                bone_level=anatomy.bone_level,
-                                soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+    anatomy = clock("anatomy", find_anatomy, grid, config.anatomy,
+                    limb_scale=bool(part) and part not in _HAND_PARTS | _BREAST_PARTS,
+                    has_bone=part not in _BREAST_PARTS)
+    background, significance = clock("significance", contrast_to_noise, grid, anatomy, config)
+    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, significance, config)
+    labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy, background,
+                   candidates, config)
+    deposits = clock("measures", measure_deposits, radiograph.pixels, labels,
+                     grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
+                     calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
+                     soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
     return DepositFindings(labels, deposits, anatomy, grid)
+
+
+class _StageClock:
+    """Runs a stage and, when asked to, records how long it took."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+
+    def __call__(self, name, stage, *args, **kwargs):
+        if self.timings is None:
+            return stage(*args, **kwargs)
+        start = time.perf_counter()
+        result = stage(*args, **kwargs)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        return result
 
 
 def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConfig):
@@ -164,47 +185,71 @@ def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
 def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
                            background: np.ndarray, candidates: np.ndarray,
                            config: AnalysisConfig) -> np.ndarray:
-    """Redraw each candidate in the source grid at `edge_fraction` of its peak contrast."""
+    """Redraw each candidate in the source grid at `edge_fraction` of its own peak contrast.
+
+    A candidate may hold several specks (a reticular cluster) of different densities: its
+    excess is split into basins around its local maxima, and each basin is cut at the
+    fraction of its own peak, so every speck keeps its full width at half maximum.
+    """
     rows, cols = radiograph.shape
     labels = np.zeros((rows, cols), np.int32)
     count = int(candidates.max())
     if count == 0:
         return labels
     scale_r, scale_c = grid.scale
-    pad = int(np.ceil(1.5 / min(grid.source_spacing_mm)))
+    source_px_mm = min(grid.source_spacing_mm)
+    pad = int(np.ceil(1.5 / source_px_mm))
     soft = search_region(grid, anatomy).astype(np.uint8)
-    sigma_src = max(0.1 / min(grid.source_spacing_mm), 0.7)
+    sigma_src = max(0.1 / source_px_mm, 0.7)
+    reach_px = 2 * 0.5 / source_px_mm + 1
     next_label = 1
-    boxes = _bounding_boxes(candidates, count)
-    for label, (r0, r1, c0, c1) in enumerate(boxes, start=1):
+    for label, (r0, r1, c0, c1) in enumerate(_bounding_boxes(candidates, count), start=1):
         if r1 <= r0:
             continue
         sr0, sr1 = max(int(r0 * scale_r) - pad, 0), min(int(np.ceil(r1 * scale_r)) + pad, rows)
         sc0, sc1 = max(int(c0 * scale_c) - pad, 0), min(int(np.ceil(c1 * scale_c)) + pad, cols)
         size = (sc1 - sc0, sr1 - sr0)
-        ar0, ar1 = sr0 / scale_r, sr1 / scale_r
-        ac0, ac1 = sc0 / scale_c, sc1 / scale_c
-        core = _crop_to_source(candidates == label, ar0, ar1, ac0, ac1, size) > 0
-        allowed = _crop_to_source(soft, ar0, ar1, ac0, ac1, size) > 0
-        local_bg = _crop_to_source(background, ar0, ar1, ac0, ac1, size, cv2.INTER_LINEAR)
-        excess = radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg
-        smooth = cv2.GaussianBlur(excess, (0, 0), sigma_src)
+        window = (sr0 / scale_r, sr1 / scale_r, sc0 / scale_c, sc1 / scale_c)
+        core = _crop_to_source(candidates == label, *window, size) > 0
         if not core.any():
             continue
-        peak = float(np.percentile(smooth[core], 95))
-        if peak <= 0:
-            continue
-        reach = cv2.dilate(core.astype(np.uint8), disk(2 * 1.0 / min(grid.source_spacing_mm) + 1)) > 0
-        mask = (smooth >= config.detection.edge_fraction * peak) & reach & allowed
-        count_cc, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        allowed = _crop_to_source(soft, *window, size) > 0
+        local_bg = _crop_to_source(background, *window, size, cv2.INTER_LINEAR)
+        smooth = cv2.GaussianBlur(radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg, (0, 0), sigma_src)
+        region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
+        mask = _half_maximum_basins(smooth, region, allowed & ~region, source_px_mm,
+                                    config.detection.edge_fraction)
+        parts_count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         touching = np.unique(parts[core & mask])
-        mask = np.isin(parts, touching[touching > 0])
+        mask = _fill_holes(np.isin(parts, touching[touching > 0]))
         target = labels[sr0:sr1, sc0:sc1]
         mask &= target == 0
         if mask.any():
             target[mask] = next_label
             next_label += 1
     return labels
+
+
+def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,
+                         pixel_mm: float, fraction: float) -> np.ndarray:
+    """Pixels of `region` at or above `fraction` of the peak of the basin they drain to."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    if not region.any():
+        return region
+    reference = smooth[outside] if outside.sum() >= 30 else smooth[region]
+    floor = 3.0 * 1.4826 * float(np.median(np.abs(reference - np.median(reference))))
+    peaks = peak_local_max(np.where(region, smooth, smooth.min()), labels=region.astype(np.int32),
+                           min_distance=max(1, int(round(0.3 / pixel_mm))),
+                           threshold_abs=max(floor, 1e-6), exclude_border=False)
+    if len(peaks) == 0:
+        return np.zeros_like(region)
+    markers = np.zeros(smooth.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    basins = watershed(-smooth, markers, mask=region)
+    peak_values = np.concatenate([[np.inf], smooth[tuple(peaks.T)]])
+    return region & (basins > 0) & (smooth >= fraction * peak_values[basins])
 
 
 def _crop_to_source(image, r0, r1, c0, c1, size, interpolation=cv2.INTER_NEAREST):

@@ -32,6 +32,10 @@ def atomic_output(path: str | os.PathLike):
         yield tmp
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

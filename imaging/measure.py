@@ -40,12 +40,12 @@ class DepositMeasures:
     peak_contrast: float
     noise_sigma: float
     cnr: float
-    relative_density: float
-    peak_relative_density: float
+    relative_density: float | None
+    peak_relative_density: float | None
 
 
 def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndarray,
-                     spacing_mm: tuple[float, float], *, calibrated: bool, bone_level: float,
+                     spacing_mm: tuple[float, float], *, calibrated: bool, bone_level: float | None,
                      soft_tissue: np.ndarray) -> tuple[DepositMeasures, ...]:
     """Measure every labelled deposit.
 
@@ -61,8 +61,9 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
         The source spacing (used for mm values only when `calibrated`).
     calibrated : bool
         Whether `spacing_mm` is known rather than nominal.
-    bone_level : float
-        The film's typical bone excess over soft tissue (the density reference).
+    bone_level : float or None
+        The film's typical bone excess over soft tissue (the density reference); None for
+        films without bone, whose relative densities are then None.
     soft_tissue : ndarray of bool
         Soft tissue in the source grid (where the local noise is measured).
     """
@@ -112,7 +113,7 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             peak_contrast=peak_contrast,
             noise_sigma=noise,
             cnr=mean_contrast / noise,
-            relative_density=mean_contrast / bone_level if bone_level > 0 else float("nan"),
-            peak_relative_density=peak_contrast / bone_level if bone_level > 0 else float("nan"),
+            relative_density=mean_contrast / bone_level if bone_level else None,
+            peak_relative_density=peak_contrast / bone_level if bone_level else None,
         ))
     return tuple(measures)

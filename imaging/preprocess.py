@@ -107,15 +107,18 @@ def robust_spread_map(values: np.ndarray, mask: np.ndarray, tile_px: int) -> np.
     """
     rows, cols = values.shape
     tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
+    # Crop to whole tiles of equal size (the remainder is covered by the interpolation).
+    th, tw = rows // tiles_r, cols // tiles_c
+    blocks = np.where(mask, values, np.nan)[:tiles_r * th, :tiles_c * tw]
+    blocks = blocks.reshape(tiles_r, th, tiles_c, tw).transpose(0, 2, 1, 3).reshape(
+        tiles_r, tiles_c, th * tw)
+    counts = np.isfinite(blocks).sum(axis=2)
+    enough = counts >= 0.25 * th * tw
     spread = np.full((tiles_r, tiles_c), np.nan, np.float32)
-    for i in range(tiles_r):
-        r0, r1 = i * rows // tiles_r, (i + 1) * rows // tiles_r
-        for j in range(tiles_c):
-            c0, c1 = j * cols // tiles_c, (j + 1) * cols // tiles_c
-            inside = mask[r0:r1, c0:c1]
-            if inside.sum() >= 0.25 * inside.size:
-                sample = values[r0:r1, c0:c1][inside]
-                spread[i, j] = 1.4826 * np.median(np.abs(sample - np.median(sample)))
+    if enough.any():
+        sample = blocks[enough]
+        center = np.nanmedian(sample, axis=1, keepdims=True)
+        spread[enough] = 1.4826 * np.nanmedian(np.abs(sample - center), axis=1)
     known = np.isfinite(spread) & (spread > 0)
     if not known.any():
         inside = values[mask] if mask.any() else values.ravel()

@@ -5,7 +5,9 @@ Outputs in DIR (the contract in ``DESIGN.md``; columns in `imaging.export`):
 - ``images.csv`` — one row per input file, ``status`` ok / error / skipped;
 - ``deposits.csv`` — one row per deposit, ``deposit_id`` = its label in the mask;
 - ``masks/<image_id>.png`` — 16-bit deposit labels, same rows × columns as the source film;
-- ``qc/<image_id>.png`` — the QC overlay a reader checks at a glance (unless ``--no-qc``).
+- ``qc/<image_id>.png`` — the QC overlay a reader checks at a glance (unless ``--no-qc``);
+- ``calcitrack.sqlite`` (or ``--db``) — the results store (`pipelines.store`), which keeps the
+  same rows across runs.
 
 Each film is handled in two steps: `analyze_film` is pure (it reads the film and returns
 everything to write as a `FilmResult`, or an error row: one bad file never stops the run), and
@@ -15,7 +17,8 @@ keep the second in one process.
 Nothing computed is lost if the run dies midway: both CSVs are rewritten atomically after
 every input, so at any moment they hold the complete rows of every file handled so far. The
 total cost grows with files × rows, which stays negligible next to the seconds a film's
-detection takes for runs of thousands of films.
+detection takes for runs of thousands of films. Each film is recorded in the results store
+last, in one transaction, so the database never names a mask or CSV row that is not written.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
 import sys
 import warnings
 from collections import Counter
@@ -52,6 +56,7 @@ from imaging.io import sniff
 
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
 from .discover import iter_input_files
+from .store import DATABASE_NAME, ResultsStore, StoreError, file_content_hash
 
 #: Extensions dropped from file names to make image ids (other suffixes, e.g. of UID-named
 #: DICOM files, are kept).
@@ -97,12 +102,15 @@ class FilmResult:
         Deposit labels in the source pixel grid (None unless the film was analysed).
     overlay : ndarray of uint8 or None
         The QC overlay (BGR), when asked for.
+    study_instance_uid : str or None
+        The film's study, for the results store.
     """
 
     image: dict
     deposits: tuple[dict, ...] = ()
     labels: np.ndarray | None = None
     overlay: np.ndarray | None = None
+    study_instance_uid: str | None = None
 
     @property
     def status(self) -> Status:
@@ -253,9 +261,11 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
                         mask_path=f"masks/{image_id}.png",
                         qc_path=f"qc/{image_id}.png" if qc else None)
         return FilmResult(row, tuple(deposit_rows(image_id, radiograph, findings, provenance)),
-                          labels, overlay)
+                          labels, overlay, radiograph.metadata.study_instance_uid)
     return FilmResult(image_row(image_id, source, provenance, status=Status.ERROR,
-                                radiograph=radiograph, error=error))
+                                radiograph=radiograph, error=error),
+                      study_instance_uid=None if radiograph is None
+                      else radiograph.metadata.study_instance_uid)
 
 
 def write_film(result: FilmResult, out_dir: str | os.PathLike) -> None:
@@ -269,10 +279,11 @@ def write_film(result: FilmResult, out_dir: str | os.PathLike) -> None:
 
 def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                   user_spacing=None, pseudonym_key: str | None = None, qc: bool = True,
-                  report=None) -> RunSummary:
+                  db_path: str | os.PathLike | None = None, report=None) -> RunSummary:
     """Analyse every film below `paths`, one at a time, and write the outputs in `out_dir`.
 
-    Nothing is written when no input is a film. Both CSVs are rewritten after every input.
+    Nothing is written when no input is a film. Both CSVs are rewritten after every input,
+    then the input is recorded in the results store.
 
     Parameters
     ----------
@@ -282,6 +293,8 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
     config : AnalysisConfig
     user_spacing, pseudonym_key, qc
         As for `analyze_film`.
+    db_path : str or os.PathLike, optional
+        The results store (default: `DATABASE_NAME` in `out_dir`).
     report : callable, optional
         Called with one progress line per input.
 
@@ -297,25 +310,36 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
     provenance = Provenance.of(config)
     images, deposits = [], []
     statuses = Counter()
-    for number, item in enumerate(inputs, start=1):
-        if item.skip_reason is None:
-            result = analyze_film(item.path, item.image_id, config, user_spacing=user_spacing,
-                                  pseudonym_key=pseudonym_key, qc=qc)
-            write_film(result, out_dir)
-        else:
-            result = FilmResult(image_row(item.image_id, os.fspath(item.path), provenance,
-                                          status=Status.SKIPPED,
-                                          notes=(f"skipped: {item.skip_reason}",)))
-        images.append(result.image)
-        deposits.extend(result.deposits)
-        statuses[result.status] += 1
-        write_csv(out_dir / "images.csv", images, IMAGE_COLUMNS)
-        write_csv(out_dir / "deposits.csv", deposits, DEPOSIT_COLUMNS)
-        if report is not None:
-            report(f"[{number}/{len(inputs)}] {result.status:<7} {item.image_id}  "
-                   f"{_outcome(result, item)}")
+    with ResultsStore.open(out_dir / DATABASE_NAME if db_path is None else db_path) as store:
+        run_id = store.start_run(provenance.calcitrack_version, provenance.config_hash,
+                                 config.to_dict())
+        for number, item in enumerate(inputs, start=1):
+            result = _analyze_input(item, config, provenance, out_dir, user_spacing=user_spacing,
+                                    pseudonym_key=pseudonym_key, qc=qc)
+            images.append(result.image)
+            deposits.extend(result.deposits)
+            statuses[result.status] += 1
+            write_csv(out_dir / "images.csv", images, IMAGE_COLUMNS)
+            write_csv(out_dir / "deposits.csv", deposits, DEPOSIT_COLUMNS)
+            store.record_film(run_id, file_content_hash(item.path), result.image,
+                              result.deposits, study_instance_uid=result.study_instance_uid)
+            if report is not None:
+                report(f"[{number}/{len(inputs)}] {result.status:<7} {item.image_id}  "
+                       f"{_outcome(result, item)}")
+        store.finish_run(run_id)
     return RunSummary(out_dir, len(inputs), statuses[Status.OK], statuses[Status.ERROR],
                       statuses[Status.SKIPPED], len(deposits))
+
+
+def _analyze_input(item: InputFile, config: AnalysisConfig, provenance: Provenance,
+                   out_dir: Path, **options) -> FilmResult:
+    """Analyse one input and write its mask and overlay; a skipped input gets its row only."""
+    if item.skip_reason is None:
+        result = analyze_film(item.path, item.image_id, config, **options)
+        write_film(result, out_dir)
+        return result
+    return FilmResult(image_row(item.image_id, os.fspath(item.path), provenance,
+                                status=Status.SKIPPED, notes=(f"skipped: {item.skip_reason}",)))
 
 
 def _outcome(result: FilmResult, item: InputFile) -> str:
@@ -347,6 +371,9 @@ def register(subparsers) -> None:
                         help="pixel spacing in mm (one value or ROW,COL); overrides the files")
     parser.add_argument("--no-qc", dest="qc", action="store_false",
                         help="do not draw the QC overlay images")
+    parser.add_argument("--db", type=Path, default=None, metavar="PATH",
+                        help=f"results database (SQLite; default: DIR/{DATABASE_NAME}); "
+                             "films recorded before are replaced, not duplicated")
     parser.add_argument("--pseudonym-key", default=None, metavar="SECRET",
                         help="secret for pseudonymous patient keys (default: the "
                              "CALCITRACK_PSEUDONYM_KEY variable, which is safer: command lines "
@@ -362,11 +389,14 @@ def run(args) -> int:
         return EXIT_USAGE
     try:
         summary = analyze_files(args.paths, args.out, config, user_spacing=args.spacing_mm,
-                                pseudonym_key=args.pseudonym_key, qc=args.qc,
+                                pseudonym_key=args.pseudonym_key, qc=args.qc, db_path=args.db,
                                 report=lambda line: print(line, file=sys.stderr))
-    except OSError as exc:
+    except StoreError as exc:
+        print(f"calcitrack analyze: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, sqlite3.Error) as exc:
         print(f"calcitrack analyze: cannot write the results in {args.out} "
-              f"({exc.strerror or exc})", file=sys.stderr)
+              f"({getattr(exc, 'strerror', None) or exc})", file=sys.stderr)
         return EXIT_USAGE
     if summary.n_inputs == 0:
         print("no input files found", file=sys.stderr)

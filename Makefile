@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-accuracy bench-speed samples clean
+.PHONY: run test bench bench-accuracy bench-speed samples qc-picture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: bench-accuracy bench-speed
 
 samples: $(STAMP)
 	$(BIN)/calcitrack phantom samples --out sample_images
+
+qc-picture: $(STAMP)
+	$(BIN)/calcitrack phantom qc --real ../shared/data/radiographs/hand_pa_cr_j2k_lossless.dcm \
+		--samples sample_images --out docs/phantoms.png
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -18,6 +18,8 @@ from .preprocess import AnalysisGrid, smooth_background
 
 #: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
 COARSE_SPACING_MM = 0.8
+#: Cortex corners that an opening rounds off are given back up to this distance (mm).
+BONE_CORNER_MM = 0.6
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,7 +29,8 @@ class Anatomy:
     Attributes
     ----------
     body : ndarray of bool
-        Exposed patient: soft tissue and bone, without unexposed borders or objects in air.
+        The patient: soft tissue and bone (excluded regions may overlap it), without
+        unexposed borders or objects in air.
     bone : ndarray of bool
         Whole bones including cortex, small bones and sesamoids.
     excluded : ndarray of bool
@@ -81,8 +84,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bright, dark = _shutter_regions(coarse)
     unexposed = cv2.dilate(bright.astype(np.uint8),
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
-    tissue = _tissue_mask(coarse, ~unexposed, 40.0 / coarse_mm) & ~dark
-    body = _body_mask(tissue, bright | dark, config.body_min_width_mm / coarse_mm,
+    tissue = _tissue_mask(coarse, ~unexposed, 40.0 / coarse_mm, 1.5 / coarse_mm) & ~dark
+    body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
                       config.min_body_area_mm2 / coarse_mm ** 2,
                       config.max_body_hole_mm2 / coarse_mm ** 2)
 
@@ -97,10 +100,17 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm)
+        body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
     excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
+    if bright.any():
+        # Objects as opaque as the collimator blades are lead (letters, markers) or metal.
+        opaque = values >= float(np.percentile(coarse[bright], 5))
+        opaque = cv2.dilate(opaque.astype(np.uint8), disk(2 * grid.mm_to_px(config.border_margin_mm) + 1))
+        excluded |= cv2.resize(opaque, (coarse.shape[1], coarse.shape[0]),
+                               interpolation=cv2.INTER_AREA) > 0
     edge = max(1, int(round(config.film_edge_margin_mm / coarse_mm)))
     excluded[:edge, :] = excluded[-edge:, :] = True
     excluded[:, :edge] = excluded[:, -edge:] = True
@@ -108,36 +118,53 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     def up(mask):
         return cv2.resize(mask.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
 
-    body = up(body & ~excluded)
+    # Nearest-neighbour upsampling leaves a staircase along the skin line: smooth it away.
+    band = coarse_mm / grid.spacing_mm
+    # The skin line at a low iso-level, found the same way all along: the depth below the
+    # skin, which the soft-tissue background follows, must not wobble with the coarse grid.
+    body = _refine_edges(values, up(body), ~up(bright | dark), band, 0.2, grid.mm_to_px(0.5))
+    bone = up(bone)
     if has_bone and bone.any():
-        bone = _refine_edges(values, up(bone), body, coarse_mm / grid.spacing_mm,
-                             grid.mm_to_px(config.joint_space_mm),
-                             config.bone_max_hole_mm2 / grid.spacing_mm ** 2)
-    else:
-        bone = up(bone)
+        bone = _refine_edges(values, bone, body, band, 0.5, 1.0)
+        # Joint spaces (1-2 mm gaps between bone ends) are not soft tissue; marrow and
+        # cancellous bone enclosed by cortex are bone.
+        bone = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,
+                                disk(grid.mm_to_px(config.joint_space_mm))) > 0
+        bone = fill_small_holes(bone, config.bone_max_hole_mm2 / grid.spacing_mm ** 2) & body
+        # Dense deposits touching a bone (periarticular, sheets) join it in the watershed;
+        # an opening at the narrowest bone width cuts such appendages off again.
+        core = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_OPEN,
+                                disk(grid.mm_to_px(config.bone_min_width_mm)))
+        bone = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
     return Anatomy(body, bone, up(excluded), soft_level, bone_level)
 
 
-def _refine_edges(values: np.ndarray, bone: np.ndarray, body: np.ndarray, band_px: float,
-                  joint_px: float, max_hole_px: float):
-    """Move a coarse bone outline onto the cortex edge at full analysis resolution.
+def _drop_boneless_regions(body: np.ndarray, bone: np.ndarray, min_bone_px: float) -> np.ndarray:
+    """Keep the body regions that hold a bone's worth of bone: on a film of a limb, a region
+    without is collimator glare, a lead letter or a ruler in air, not the patient."""
+    count, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
+    bone_px = np.bincount(labels[bone], minlength=count)
+    keep = bone_px >= min_bone_px
+    keep[0] = False
+    return keep[labels]
 
-    Within a band around the coarse outline a pixel is bone when it is nearer the local
-    bone level than the local soft-tissue level (the mid-point of the edge, where its
-    gradient peaks).
+
+def _refine_edges(values: np.ndarray, mask: np.ndarray, within: np.ndarray, band_px: float,
+                  level: float, smoothing_px: float) -> np.ndarray:
+    """Move a coarse outline onto an iso-level of its edge at full analysis resolution.
+
+    Within a band around the coarse outline a pixel is inside when its (smoothed) value
+    exceeds the local outside level by `level` times the local inside-outside step: 0.5
+    puts the outline at the edge's mid-point, where its gradient peaks.
     """
-    inner = cv2.erode(bone.astype(np.uint8), disk(2 * band_px + 1)) > 0
-    outer = cv2.dilate(bone.astype(np.uint8), disk(2 * band_px + 1)) > 0
-    soft = body & ~outer
+    inner = cv2.erode(mask.astype(np.uint8), disk(2 * band_px + 1)) > 0
+    outer = cv2.dilate(mask.astype(np.uint8), disk(2 * band_px + 1)) > 0
     sigma = 3 * band_px
-    bone_level = smooth_background(values, inner, sigma)
-    soft_level = smooth_background(values, soft, sigma)
-    smooth = cv2.GaussianBlur(values, (0, 0), 1.0)
-    middle = smooth > 0.5 * (bone_level + soft_level)
-    bone = (inner | (outer & middle)) & body
-    # Joint spaces (1-3 mm gaps between bone ends) are not soft tissue.
-    closed = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE, disk(joint_px)) > 0
-    return fill_small_holes(closed, max_hole_px) & body
+    inside_level = smooth_background(values, inner, sigma)
+    outside_level = smooth_background(values, within & ~outer, sigma)
+    smooth = cv2.GaussianBlur(values, (0, 0), smoothing_px)
+    above = smooth > outside_level + level * (inside_level - outside_level)
+    return (inner | (outer & above)) & within
 
 
 def fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
@@ -172,7 +199,8 @@ def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return found[0], found[1]
 
 
-def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float) -> np.ndarray:
+def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float,
+                 skin_rim_px: float) -> np.ndarray:
     """The patient's tissue: separated from air along the skin line's steep edge.
 
     The air level is a smooth surface (the heel effect makes it vary) fitted to the darkest
@@ -207,35 +235,26 @@ def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float) -
     smooth = cv2.GaussianBlur(values, (0, 0), 1.0)
     gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0),
                              cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
-    return (watershed(gradient, markers) == 2) & exposed
+    tissue = (watershed(gradient, markers) == 2) & exposed
+    # The skin line tapers to nothing: take in the thin rim still clearly above air.
+    rim = cv2.dilate(tissue.astype(np.uint8), disk(2 * skin_rim_px + 1)) > 0
+    return tissue | (rim & exposed & (excess > center + 4.0 * spread))
 
 
-def _body_mask(tissue: np.ndarray, shutter: np.ndarray, min_width_px: float,
-               min_area_px: float, max_hole_px: float) -> np.ndarray:
-    """The patient: tissue regions wide and large enough, with their holes filled.
+def _body_mask(tissue: np.ndarray, min_width_px: float, min_area_px: float,
+               max_hole_px: float) -> np.ndarray:
+    """The patient: tissue regions wide and large enough, with their small holes filled.
 
-    Thin bright strips (rulers, letters) do not survive an opening at the body's minimum
-    width; regions that do are kept whole. Regions that are mostly a fringe of an unexposed
-    border (collimator penumbra) are dropped.
+    Strips narrower than the body's minimum width (rulers, letters, glare) go even when
+    attached to the patient; the skin line is then restored.
     """
-    # Narrow strips go even when attached to the patient; the skin line is then restored.
     tissue = tissue.astype(np.uint8)
-    opened = cv2.morphologyEx(tissue, cv2.MORPH_OPEN, disk(min_width_px))
-    mask = cv2.dilate(opened, disk(min_width_px / 2)) & tissue
-    core = opened
+    core = cv2.morphologyEx(tissue, cv2.MORPH_OPEN, disk(min_width_px))
+    mask = cv2.dilate(core, disk(min_width_px / 2)) & tissue
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    keep = np.zeros(count, bool)
-    keep[np.unique(labels[core > 0])] = True
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
     keep[0] = False
-    keep &= stats[:, cv2.CC_STAT_AREA] >= min_area_px
-    beside_shutter = cv2.dilate(shutter.astype(np.uint8), disk(max(min_width_px, 3))) > 0
-    for label in np.flatnonzero(keep):
-        region = labels == label
-        edge = cv2.dilate(region.astype(np.uint8), disk(3)).astype(bool) & ~region
-        if edge.any() and (edge & beside_shutter).sum() > 0.3 * edge.sum():
-            keep[label] = False
-    # Fill small holes (gas, thin tissue enclosed by the patient); a large "hole" is air
-    # enclosed by the patient and the film's edges or shutters.
+    # A large "hole" is air enclosed by the patient and the film's edges or shutters.
     return fill_small_holes(keep[labels], max_hole_px)
 
 
@@ -268,8 +287,10 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     sure_bone = body & ((small > threshold) | (excess > threshold))
     sure_bone = cv2.morphologyEx(sure_bone.astype(np.uint8), cv2.MORPH_OPEN,
                                  disk(config.bone_min_width_mm / spacing_mm)).astype(bool)
-    near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(3.0 / spacing_mm)).astype(bool)
-    sure_soft = body & (excess < 0.25 * config.bone_contrast_fraction * bone_level) & ~near_bone
+    # Soft-tissue markers close to every bone, so that the flood never bridges two bones (or
+    # a bone and a dense deposit) through the soft tissue between them.
+    near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(2.0 / spacing_mm + 1)).astype(bool)
+    sure_soft = body & ~near_bone & (small < 0.5 * threshold) & (excess < 0.5 * threshold)
     markers = np.zeros(values.shape, np.int32)
     markers[~body] = 1
     markers[sure_soft] = 1
@@ -277,10 +298,26 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     smooth = cv2.GaussianBlur(values, (0, 0), max(0.6 / spacing_mm, 0.5))
     gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
     bone = (watershed(gradient, markers) == 2) & body
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bone.astype(np.uint8), connectivity=8)
-    keep = np.zeros(count, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= config.bone_min_area_mm2 / spacing_mm ** 2
-    return keep[labels]
+    return _drop_small_dense_islands(bone, config, spacing_mm)
+
+
+def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_mm: float):
+    """Keep bones; give back dense islands too small or too thin to be one (deposits).
+
+    Bones, even the smallest (a sesamoid beside its metacarpal head, a distal phalanx
+    beside its joint), belong to large connected skeletal regions once joint spaces are
+    bridged; an isolated island is a bone only when it is both large and wide.
+    """
+    bridged = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,
+                               disk(config.joint_space_mm / spacing_mm))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    distance = cv2.distanceTransform(bridged, cv2.DIST_L2, 5)
+    widest = np.zeros(count)
+    np.maximum.at(widest, labels.ravel(), distance.ravel())
+    keep = ((stats[:, cv2.CC_STAT_AREA] >= config.bone_min_area_mm2 / spacing_mm ** 2)
+            & (2 * widest * spacing_mm >= config.bone_min_island_width_mm))
+    keep[0] = False
+    return bone & keep[labels]
 
 
 def _bone_level(excess: np.ndarray) -> float:

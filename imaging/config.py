@@ -41,8 +41,9 @@ class AnatomyConfig:
     """Enclosed darker regions up to this size (gas, thin tissue) belong to the body."""
     body_min_width_mm: float = 8.0
     """Narrower bright strips in air (collimator penumbra, rulers, text) are not body."""
-    collimator_margin_mm: float = 10.0
-    """Band excluded around unexposed borders: the collimator edge and its penumbra."""
+    collimator_margin_mm: float = 3.0
+    """Band excluded around unexposed borders (the collimator edge); glare beyond it is
+    dropped when it holds no bone."""
     border_margin_mm: float = 2.0
     """Band excluded around metal."""
     film_edge_margin_mm: float = 2.0
@@ -54,16 +55,19 @@ class AnatomyConfig:
     bone_marker_fraction: float = 0.4
     """Sure-bone markers for the watershed are found with an opening this fraction of the
     bone scale (it finds cortex and small bones)."""
-    bone_min_width_mm: float = 2.5
+    bone_min_width_mm: float = 3.0
     """Bone is at least this wide; narrower bright appendages (deposits) are not bone."""
-    bone_min_area_mm2: float = 6.0
-    """Smaller isolated dense islands are deposits, not bone (a sesamoid is ~15-30 mm²)."""
-    bone_contrast_fraction: float = 0.45
+    bone_min_area_mm2: float = 60.0
+    """Isolated dense islands (joint spaces bridged) smaller than this are deposits, not bone;
+    small bones such as sesamoids join their neighbours across the joint."""
+    bone_min_island_width_mm: float = 4.0
+    """...and so are islands thinner than this (dense plates and sheets)."""
+    bone_contrast_fraction: float = 0.3
     """A pixel is bone when its excess over soft tissue reaches this fraction of the
     film's typical bone excess (the soft tissue to cortex scale)."""
     bone_max_hole_mm2: float = 150.0
     """Enclosed regions of a bone up to this size (marrow, trabecular gaps) are bone."""
-    joint_space_mm: float = 3.0
+    joint_space_mm: float = 2.0
     """Gaps between bone ends up to this width (joint spaces) count as bone, not soft tissue."""
     metal_contrast: float = 2.5
     """Excess over soft tissue, in units of the bone reference, above which a region is
@@ -74,9 +78,9 @@ class AnatomyConfig:
 class DetectionConfig:
     """Finding calcified deposits in soft tissue."""
 
-    scales_mm: tuple[float, ...] = (0.6, 1.2, 2.5, 5.0, 10.0)
-    """Deposit widths the difference-of-Gaussians detector is tuned to."""
-    noise_tile_mm: float = 8.0
+    scales_mm: tuple[float, ...] = (0.6, 1.2, 2.5, 5.0)
+    """Deposit widths the detector smooths for (Gaussian sigma = a quarter of each)."""
+    noise_tile_mm: float = 16.0
     """Tiles over which the local spread of each scale's response is measured."""
     seed_cnr: float = 5.0
     """A deposit must stand this many local spreads above its surroundings somewhere
@@ -85,8 +89,16 @@ class DetectionConfig:
     """Hysteresis: deposits extend over connected pixels above this many spreads."""
     min_area_mm2: float = 0.25
     """Smaller candidates are noise."""
+    max_area_mm2: float = 150.0
+    """Larger connected regions are soft-tissue structure, not one deposit."""
     min_width_mm: float = 0.6
     """Opening diameter: thinner streaks (bone-edge rims, noise) are not deposits."""
+    min_rim_cnr: float = 3.0
+    """A deposit's mean must exceed the soft tissue just around it (0.5-2 mm) by this many
+    noise standard deviations."""
+    min_relative_density: float = 0.15
+    """Deposits fainter than this fraction of the film's bone contrast are soft-tissue
+    texture (films without bone skip this test)."""
     min_mean_cnr: float = 2.5
     """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
     edge_fraction: float = 0.5

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from .measure import DepositMeasures, measure_deposits
 from .preprocess import (
     AnalysisGrid,
     blur,
-    robust_spread_map,
+    local_location_and_spread,
     smooth_background,
     to_analysis_grid,
 )
@@ -92,7 +93,28 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                      grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
                      soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+    labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection)
     return DepositFindings(labels, deposits, anatomy, grid)
+
+
+def select_deposits(labels: np.ndarray, deposits, detection):
+    """Keep deposits that stand out from the tissue right around them and are dense enough.
+
+    Soft-tissue structure mistaken for a deposit (a muscle edge, a thickness ridge) is as
+    bright as its own surroundings even when it stands above the modelled background; a
+    deposit is brighter than its rim (`min_rim_cnr`). Deposits fainter than
+    `min_relative_density` of bone are texture (films without bone skip that test). The
+    kept deposits are renumbered 1..N.
+    """
+    kept = [d for d in deposits if d.rim_cnr >= detection.min_rim_cnr
+            and (d.relative_density is None or d.relative_density >= detection.min_relative_density)]
+    if len(kept) == len(deposits):
+        return labels, deposits
+    relabel = np.zeros(int(labels.max()) + 1, np.int32)
+    for new, deposit in enumerate(kept, start=1):
+        relabel[deposit.label] = new
+    renumbered = tuple(dataclasses.replace(d, label=new) for new, d in enumerate(kept, start=1))
+    return relabel[labels], renumbered
 
 
 class _StageClock:
@@ -111,37 +133,125 @@ class _StageClock:
 
 
 def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConfig):
-    """Soft-tissue background and the significance map of local bright excess.
+    """Soft-tissue background and the significance map of the excess over it.
 
-    Significance at each scale is a difference of Gaussians computed from soft tissue only
-    (normalised convolution, so bone, air and metal do not leak in), divided by its own
-    local robust spread over soft tissue. That spread includes anatomical texture as well as
-    quantum noise, so the threshold adapts to both (a constant-false-alarm-rate detector).
-    The largest significance over the scales is returned, with the background of a second
-    pass that leaves the first candidates out, for outlines and contrasts.
+    The background follows the depth below the skin (see `skin_depth_background`), which
+    captures the rounded profile of a limb or finger, the skin line and the fat/muscle
+    interface, and is interpolated under bone. The excess over it, smoothed over soft tissue
+    only at each scale, is divided by its own local robust spread (quantum noise and any
+    remaining texture alike: a constant-false-alarm-rate detector). Two passes: the second
+    leaves the first pass's candidates (holes filled) out of the background.
     """
     values = grid.values
     weights = search_region(grid, anatomy)
+    depth_mm = cv2.distanceTransform(anatomy.body.astype(np.uint8), cv2.DIST_L2, 5) * grid.spacing_mm
     tile = max(8, int(grid.mm_to_px(config.detection.noise_tile_mm)))
-    significance = np.zeros(values.shape, np.float32)
-    w = weights.astype(np.float32)
-    vw = values * w
-    for scale_mm in config.detection.scales_mm:
-        inner = _weighted_blur(vw, w, grid.mm_to_px(scale_mm) / 2.0)
-        outer = _weighted_blur(vw, w, grid.mm_to_px(scale_mm) * 1.5)
-        response = np.where(weights, inner - outer, 0).astype(np.float32)
-        spread = robust_spread_map(response, weights, tile)
-        significance = np.maximum(significance, response / spread)
-    candidates = _fill_holes(significance >= config.detection.grow_cnr) & weights
-    candidates = cv2.dilate(candidates.astype(np.uint8), disk(2 * grid.mm_to_px(1.0) + 1)) > 0
-    background = smooth_background(values, weights & ~candidates, grid.mm_to_px(BACKGROUND_SIGMA_MM))
+    detection = config.detection
+    sigma_px = grid.mm_to_px(BACKGROUND_SIGMA_MM)
+    candidates = np.zeros_like(weights)
+    for _ in range(2):
+        tissue = weights & ~candidates
+        profile = skin_depth_background(values, tissue, depth_mm, tile * 2)
+        # What the depth profile misses (thickness changes between bones, along the limb).
+        background = profile + smooth_background(values - profile, tissue, sigma_px)
+        significance = _significance(values - background, weights, grid, detection.scales_mm,
+                                     tile)
+        candidates = _fill_holes(significance >= detection.grow_cnr) & weights
+        # Regions larger than any deposit are soft-tissue structure the background must keep.
+        candidates = _drop_large(candidates, detection.max_area_mm2 / grid.spacing_mm ** 2)
+        candidates = cv2.dilate(candidates.astype(np.uint8),
+                                disk(2 * grid.mm_to_px(1.0) + 1)) > 0
     return background, significance
 
 
-def _weighted_blur(value_times_weight: np.ndarray, weight: np.ndarray, sigma_px: float) -> np.ndarray:
-    num = blur(value_times_weight, max(sigma_px, 0.5))
-    den = blur(weight, max(sigma_px, 0.5))
-    return num / np.maximum(den, 1e-3)
+def _drop_large(mask: np.ndarray, max_area_px: float) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] <= max_area_px
+    keep[0] = False
+    return keep[labels]
+
+
+def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.ndarray,
+                          tile_px: int, bin_mm: float = 0.5) -> np.ndarray:
+    """Soft-tissue level as a function of depth below the skin, per neighbourhood.
+
+    Within each tile, the weighted pixels are binned by their depth below the skin and
+    each bin's robust mean (one 3-sigma clipping pass) is its level; a pixel's background
+    blends the profiles of the four nearest tiles at its own depth. Bins without data take
+    the nearest filled bin of the same tile; tiles without data take the whole film's
+    profile. Regions that are not soft tissue (bone, air) get the level of their depth too.
+    """
+    rows, cols = values.shape
+    tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
+    bins = int(np.ceil(float(depth_mm.max()) / bin_mm)) + 1
+    depth_bin = np.minimum((depth_mm / bin_mm).astype(np.int32), bins - 1)
+    tile_r = np.minimum(np.arange(rows) * tiles_r // rows, tiles_r - 1)
+    tile_c = np.minimum(np.arange(cols) * tiles_c // cols, tiles_c - 1)
+    tile_index = tile_r[:, None] * tiles_c + tile_c[None, :]
+    n_groups = tiles_r * tiles_c * bins
+    group = (tile_index * bins + depth_bin)[weights]
+    sample = values[weights].astype(np.float64)
+    profile = _clipped_group_means(group, sample, n_groups).reshape(tiles_r * tiles_c, bins)
+    overall = _clipped_group_means(depth_bin[weights], sample, bins)
+    overall = _fill_along_depth(overall[None, :])[0]
+    profile = _fill_along_depth(profile)
+    empty = np.isnan(profile).all(axis=1)
+    profile[empty] = overall
+    profile = profile.reshape(tiles_r, tiles_c, bins)
+    # Blend the four nearest tile centres bilinearly.
+    fr = np.clip((np.arange(rows) + 0.5) * tiles_r / rows - 0.5, 0, tiles_r - 1)
+    fc = np.clip((np.arange(cols) + 0.5) * tiles_c / cols - 0.5, 0, tiles_c - 1)
+    r0, c0 = np.floor(fr).astype(int), np.floor(fc).astype(int)
+    r1, c1 = np.minimum(r0 + 1, tiles_r - 1), np.minimum(c0 + 1, tiles_c - 1)
+    wr, wc = (fr - r0)[:, None], (fc - c0)[None, :]
+    result = ((1 - wr) * (1 - wc) * profile[r0[:, None], c0[None, :], depth_bin]
+              + (1 - wr) * wc * profile[r0[:, None], c1[None, :], depth_bin]
+              + wr * (1 - wc) * profile[r1[:, None], c0[None, :], depth_bin]
+              + wr * wc * profile[r1[:, None], c1[None, :], depth_bin])
+    return result.astype(np.float32)
+
+
+def _clipped_group_means(group: np.ndarray, sample: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean per group after dropping values more than 3 standard deviations above it."""
+    count = np.bincount(group, minlength=n_groups)
+    total = np.bincount(group, weights=sample, minlength=n_groups)
+    squares = np.bincount(group, weights=sample ** 2, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    keep = sample <= (mean + 3 * std)[group]
+    count = np.bincount(group[keep], minlength=n_groups)
+    total = np.bincount(group[keep], weights=sample[keep], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= 5, total / count, np.nan)
+
+
+def _fill_along_depth(profile: np.ndarray) -> np.ndarray:
+    """Fill empty depth bins of each row by linear interpolation between filled ones
+    (constant beyond the ends; rows without data stay NaN)."""
+    filled = profile.copy()
+    index = np.arange(profile.shape[1])
+    for row in filled:
+        known = ~np.isnan(row)
+        if known.any() and not known.all():
+            row[:] = np.interp(index, index[known], row[known])
+    return filled
+
+
+def _significance(excess: np.ndarray, weights: np.ndarray, grid: AnalysisGrid, scales_mm,
+                  tile_px: int) -> np.ndarray:
+    """Largest, over the scales, of the soft-tissue-only smoothed excess divided by its local
+    robust spread."""
+    w = weights.astype(np.float32)
+    ew = np.where(weights, excess, 0).astype(np.float32)
+    best = np.zeros(excess.shape, np.float32)
+    for scale_mm in scales_mm:
+        sigma = max(grid.mm_to_px(scale_mm) / 4.0, 0.5)
+        smoothed = blur(ew, sigma) / np.maximum(blur(w, sigma), 1e-3)
+        _, spread = local_location_and_spread(smoothed, weights, tile_px)
+        best = np.maximum(best, smoothed / spread)
+    best[~weights] = 0
+    return best
 
 
 def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
@@ -168,7 +278,7 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     touching = np.zeros(count, bool)
     touching[np.unique(flat[near_excluded.ravel()])] = True
     keep = (seeded & ~touching & (area >= detection.min_area_mm2)
-            & (mean_cnr >= detection.min_mean_cnr))
+            & (area <= detection.max_area_mm2) & (mean_cnr >= detection.min_mean_cnr))
     keep[0] = False
     relabel = np.zeros(count, np.int32)
     relabel[keep] = np.arange(1, int(keep.sum()) + 1)

@@ -365,6 +365,9 @@ def write_dicom(
     ds.ConversionType = "SYN"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
+    if modality == "DX":
+        # The DX module pairs INVERSE with MONOCHROME1 (one inversion, as the reader reads it).
+        ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
     ds.Rows, ds.Columns = stored.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
     ds.PixelRepresentation = 0

@@ -13,6 +13,16 @@ from .preprocess import MAD_TO_NOISE_SIGMA, noise_residual
 
 #: Window (mm) around a deposit where its local noise is measured.
 NOISE_WINDOW_MM = 5.0
+#: The ring of soft tissue just around a deposit: from 0.5 to 2 mm off its outline.
+RIM_MM = (0.5, 2.0)
+
+
+def _ring(mask: np.ndarray, radii_px: tuple[float, float]) -> np.ndarray:
+    """Pixels between two distances (in pixels) outside a mask."""
+    inner, outer = (cv2.dilate(mask.astype(np.uint8),
+                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+                    for k in (2 * int(round(r)) + 1 for r in radii_px))
+    return outer & ~inner
 
 
 @dataclass(frozen=True)
@@ -20,8 +30,11 @@ class DepositMeasures:
     """Measures of one deposit. Positions are in the source pixel grid.
 
     Areas and lengths in mm are None for uncalibrated films (never from a guessed spacing).
-    Contrasts are in film units above the surrounding soft tissue; `relative_density` puts
-    the mean contrast on the film's own scale where soft tissue is 0 and typical bone is 1.
+    Contrasts are in film units: `mean_contrast` and `peak_contrast` above the soft-tissue
+    background under the deposit, `rim_contrast` above the soft tissue just around it (a
+    ring from 0.5 to 2 mm); CNRs divide them by the local pixel noise. `relative_density`
+    puts the mean contrast on the film's own scale where soft tissue is 0 and typical bone
+    is 1.
     """
 
     label: int
@@ -40,6 +53,8 @@ class DepositMeasures:
     peak_contrast: float
     noise_sigma: float
     cnr: float
+    rim_contrast: float
+    rim_cnr: float
     relative_density: float | None
     peak_relative_density: float | None
 
@@ -88,6 +103,12 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
                  if around.sum() >= 30 else float(np.median(residual)) * MAD_TO_NOISE_SIGMA)
         noise = max(noise, 1e-6)
         mean_contrast = float(excess[mask].mean())
+        # The rim takes whatever lies around the deposit but other deposits: soft tissue, and
+        # bone too, which a bright halo of soft tissue beside a bone does not outshine.
+        rim = (crop_labels == 0) & _ring(mask, (RIM_MM[0] / mean_spacing, RIM_MM[1] / mean_spacing))
+        rim_contrast = (float(pixels[r0:r1, c0:c1][mask].mean()
+                              - np.median(pixels[r0:r1, c0:c1][rim])) if rim.sum() >= 10
+                        else mean_contrast)
         local_mean = cv2.blur(excess, (3, 3))
         peak_contrast = float(local_mean[mask].max())
         props = regionprops(mask.astype(np.uint8))[0]
@@ -113,6 +134,8 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             peak_contrast=peak_contrast,
             noise_sigma=noise,
             cnr=mean_contrast / noise,
+            rim_contrast=rim_contrast,
+            rim_cnr=rim_contrast / noise,
             relative_density=mean_contrast / bone_level if bone_level else None,
             peak_relative_density=peak_contrast / bone_level if bone_level else None,
         ))

@@ -99,11 +99,15 @@ def to_analysis_grid(radiograph: Radiograph, config: GridConfig) -> AnalysisGrid
                         (rows, cols), spacing, nominal)
 
 
-def robust_spread_map(values: np.ndarray, mask: np.ndarray, tile_px: int) -> np.ndarray:
-    """Local robust standard deviation (MAD x 1.4826) of `values` over `mask`, per tile.
+def local_location_and_spread(values: np.ndarray, mask: np.ndarray, tile_px: int):
+    """Local median and robust standard deviation (MAD x 1.4826) of `values` over `mask`.
 
-    Tiles with fewer than a quarter of their pixels in `mask` take the median of the
-    others; the tile grid is interpolated back to full size.
+    Computed per tile; tiles with fewer than a quarter of their pixels in `mask` take the
+    median of the others; both tile grids are interpolated back to full size.
+
+    Returns
+    -------
+    center, spread : ndarray of float32, same shape as `values`
     """
     rows, cols = values.shape
     tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
@@ -114,18 +118,25 @@ def robust_spread_map(values: np.ndarray, mask: np.ndarray, tile_px: int) -> np.
         tiles_r, tiles_c, th * tw)
     counts = np.isfinite(blocks).sum(axis=2)
     enough = counts >= 0.25 * th * tw
+    center = np.full((tiles_r, tiles_c), np.nan, np.float32)
     spread = np.full((tiles_r, tiles_c), np.nan, np.float32)
     if enough.any():
         sample = blocks[enough]
-        center = np.nanmedian(sample, axis=1, keepdims=True)
-        spread[enough] = 1.4826 * np.nanmedian(np.abs(sample - center), axis=1)
+        middle = np.nanmedian(sample, axis=1)
+        center[enough] = middle
+        spread[enough] = 1.4826 * np.nanmedian(np.abs(sample - middle[:, None]), axis=1)
     known = np.isfinite(spread) & (spread > 0)
     if not known.any():
         inside = values[mask] if mask.any() else values.ravel()
-        level = 1.4826 * float(np.median(np.abs(inside - np.median(inside))))
-        return np.full(values.shape, max(level, 1e-6), np.float32)
+        middle = float(np.median(inside))
+        level = max(1.4826 * float(np.median(np.abs(inside - middle))), 1e-6)
+        return (np.full(values.shape, middle, np.float32),
+                np.full(values.shape, level, np.float32))
+    center[~known] = np.median(center[known])
     spread[~known] = np.median(spread[known])
-    return cv2.resize(spread, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    size = (cols, rows)
+    return (cv2.resize(center, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(spread, size, interpolation=cv2.INTER_LINEAR))
 
 
 def smooth_background(values: np.ndarray, weights: np.ndarray, sigma_px: float,

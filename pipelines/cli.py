@@ -13,14 +13,9 @@ import imaging
 from imaging import CalcitrackError, ConfigError, read_radiograph
 from imaging.config import AnalysisConfig, load_config
 
-from . import analyze
+from . import analyze, phantoms
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
 from .discover import iter_input_files
-
-try:  # pipelines/phantoms.py is being written in parallel; the lead removes this guard on merge.
-    from . import phantoms
-except ImportError:
-    phantoms = None
 
 
 def _inspect(args) -> int:
@@ -140,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--config", metavar="FILE", help="TOML file of overrides to apply")
     config.set_defaults(handler=_config)
 
-    if phantoms is not None:
-        phantoms.register(commands)
+    phantoms.register(commands)
     return parser
 
 

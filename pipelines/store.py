@@ -186,7 +186,13 @@ _MIGRATION_2 = (
     "CREATE INDEX images_by_patient ON images (patient_key, study_date)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2)
+_MIGRATION_3 = (
+    # The detector measures each deposit's contrast against the tissue just around it.
+    "ALTER TABLE deposits ADD COLUMN rim_contrast REAL",
+    "ALTER TABLE deposits ADD COLUMN rim_cnr REAL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.

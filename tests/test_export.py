@@ -52,7 +52,8 @@ def _findings(film: Radiograph, labels: np.ndarray) -> DepositFindings:
             bbox=(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
             equivalent_diameter_mm=1.0, equivalent_diameter_px=5.0, major_axis_mm=1.2,
             minor_axis_mm=0.8, eccentricity=0.5, solidity=1.0, mean_contrast=10.0,
-            peak_contrast=20.0, noise_sigma=2.0, cnr=5.0, relative_density=0.5 * label,
+            peak_contrast=20.0, noise_sigma=2.0, cnr=5.0, rim_contrast=8.0, rim_cnr=4.0,
+            relative_density=0.5 * label,
             peak_relative_density=float("nan")))
     grid_shape = (film.shape[0] // 2, film.shape[1] // 2)
     bone = np.zeros(grid_shape, bool)

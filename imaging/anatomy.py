@@ -159,11 +159,19 @@ def _refine_edges(values: np.ndarray, mask: np.ndarray, within: np.ndarray, band
     """
     inner = cv2.erode(mask.astype(np.uint8), disk(2 * band_px + 1)) > 0
     outer = cv2.dilate(mask.astype(np.uint8), disk(2 * band_px + 1)) > 0
-    sigma = 3 * band_px
-    inside_level = smooth_background(values, inner, sigma)
-    outside_level = smooth_background(values, within & ~outer, sigma)
-    smooth = cv2.GaussianBlur(values, (0, 0), smoothing_px)
-    above = smooth > outside_level + level * (inside_level - outside_level)
+    # The two levels are smooth: estimate them on a grid `band_px` times coarser.
+    rows, cols = values.shape
+    small = (max(1, int(cols // band_px)), max(1, int(rows // band_px)))
+
+    def shrink(image, interpolation=cv2.INTER_AREA):
+        return cv2.resize(image.astype(np.float32), small, interpolation=interpolation)
+
+    coarse_values = shrink(values)
+    inside_level = smooth_background(coarse_values, shrink(inner) > 0.5, 3.0)
+    outside_level = smooth_background(coarse_values, shrink(within & ~outer) > 0.5, 3.0)
+    threshold = cv2.resize(outside_level + level * (inside_level - outside_level), (cols, rows),
+                           interpolation=cv2.INTER_LINEAR)
+    above = cv2.GaussianBlur(values, (0, 0), smoothing_px) > threshold
     return (inner | (outer & above)) & within
 
 
@@ -220,7 +228,7 @@ def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float,
     for _ in range(3):
         if air.sum() < 16:
             return exposed.copy()
-        excess = values - smooth_background(values, air, air_sigma_px, coarse_factor=1)
+        excess = values - smooth_background(values, air, air_sigma_px)
         below = excess[air]
         center = float(np.median(below))
         spread = max(1.4826 * float(np.median(np.abs(below - center))), 1e-6)

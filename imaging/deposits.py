@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .anatomy import Anatomy, disk, find_anatomy
+from .anatomy import Anatomy, disk, fill_small_holes, find_anatomy
 from .config import AnalysisConfig
 from .measure import DepositMeasures, measure_deposits
 from .preprocess import (
@@ -139,29 +139,46 @@ def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConf
     captures the rounded profile of a limb or finger, the skin line and the fat/muscle
     interface, and is interpolated under bone. The excess over it, smoothed over soft tissue
     only at each scale, is divided by its own local robust spread (quantum noise and any
-    remaining texture alike: a constant-false-alarm-rate detector). Two passes: the second
-    leaves the first pass's candidates (holes filled) out of the background.
+    remaining texture alike: a constant-false-alarm-rate detector). A first pass, on a grid
+    twice as coarse, finds the candidates to leave out of the final background.
     """
-    values = grid.values
     weights = search_region(grid, anatomy)
     depth_mm = cv2.distanceTransform(anatomy.body.astype(np.uint8), cv2.DIST_L2, 5) * grid.spacing_mm
+    rows, cols = weights.shape
+    size = (max(1, cols // 2), max(1, rows // 2))
+    coarse = dataclasses.replace(grid, values=cv2.resize(grid.values, size, interpolation=cv2.INTER_AREA),
+                                 spacing_mm=grid.spacing_mm * cols / size[0])
+    coarse_weights = cv2.resize(weights.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    _, first = _background_and_significance(
+        coarse, coarse_weights, cv2.resize(depth_mm, size, interpolation=cv2.INTER_LINEAR),
+        np.zeros_like(coarse_weights), config)
+    leave_out = _candidates_to_leave_out(first, coarse_weights, coarse, config)
+    leave_out = cv2.resize(leave_out.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
+    return _background_and_significance(grid, weights, depth_mm, leave_out, config)
+
+
+def _background_and_significance(grid: AnalysisGrid, weights: np.ndarray, depth_mm: np.ndarray,
+                                 leave_out: np.ndarray, config: AnalysisConfig):
+    tissue = weights & ~leave_out
     tile = max(8, int(grid.mm_to_px(config.detection.noise_tile_mm)))
-    detection = config.detection
-    sigma_px = grid.mm_to_px(BACKGROUND_SIGMA_MM)
-    candidates = np.zeros_like(weights)
-    for _ in range(2):
-        tissue = weights & ~candidates
-        profile = skin_depth_background(values, tissue, depth_mm, tile * 2)
-        # What the depth profile misses (thickness changes between bones, along the limb).
-        background = profile + smooth_background(values - profile, tissue, sigma_px)
-        significance = _significance(values - background, weights, grid, detection.scales_mm,
-                                     tile)
-        candidates = _fill_holes(significance >= detection.grow_cnr) & weights
-        # Regions larger than any deposit are soft-tissue structure the background must keep.
-        candidates = _drop_large(candidates, detection.max_area_mm2 / grid.spacing_mm ** 2)
-        candidates = cv2.dilate(candidates.astype(np.uint8),
-                                disk(2 * grid.mm_to_px(1.0) + 1)) > 0
+    values = grid.values
+    profile = skin_depth_background(values, tissue, depth_mm, tile * 2)
+    # What the depth profile misses (thickness changes between bones, along the limb).
+    background = profile + smooth_background(values - profile, tissue,
+                                              grid.mm_to_px(BACKGROUND_SIGMA_MM))
+    significance = _significance(values - background, weights, grid,
+                                 config.detection.scales_mm, tile)
     return background, significance
+
+
+def _candidates_to_leave_out(significance: np.ndarray, weights: np.ndarray, grid: AnalysisGrid,
+                             config: AnalysisConfig) -> np.ndarray:
+    """Candidate regions (holes filled, 1 mm margin) that the background must not absorb."""
+    detection = config.detection
+    candidates = _fill_holes(significance >= detection.grow_cnr) & weights
+    # Regions larger than any deposit are soft-tissue structure the background must keep.
+    candidates = _drop_large(candidates, detection.max_area_mm2 / grid.spacing_mm ** 2)
+    return cv2.dilate(candidates.astype(np.uint8), disk(2 * grid.mm_to_px(1.0) + 1)) > 0
 
 
 def _drop_large(mask: np.ndarray, max_area_px: float) -> np.ndarray:
@@ -199,16 +216,19 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     profile[empty] = overall
     profile = profile.reshape(tiles_r, tiles_c, bins)
     # Blend the four nearest tile centres bilinearly.
+    flat = profile.astype(np.float32).ravel()
     fr = np.clip((np.arange(rows) + 0.5) * tiles_r / rows - 0.5, 0, tiles_r - 1)
     fc = np.clip((np.arange(cols) + 0.5) * tiles_c / cols - 0.5, 0, tiles_c - 1)
-    r0, c0 = np.floor(fr).astype(int), np.floor(fc).astype(int)
+    r0, c0 = np.floor(fr).astype(np.int32), np.floor(fc).astype(np.int32)
     r1, c1 = np.minimum(r0 + 1, tiles_r - 1), np.minimum(c0 + 1, tiles_c - 1)
-    wr, wc = (fr - r0)[:, None], (fc - c0)[None, :]
-    result = ((1 - wr) * (1 - wc) * profile[r0[:, None], c0[None, :], depth_bin]
-              + (1 - wr) * wc * profile[r0[:, None], c1[None, :], depth_bin]
-              + wr * (1 - wc) * profile[r1[:, None], c0[None, :], depth_bin]
-              + wr * wc * profile[r1[:, None], c1[None, :], depth_bin])
-    return result.astype(np.float32)
+    wr = (fr - r0).astype(np.float32)[:, None]
+    wc = (fc - c0).astype(np.float32)[None, :]
+    result = np.zeros((rows, cols), np.float32)
+    for tr, weight_r in ((r0, 1 - wr), (r1, wr)):
+        for tc, weight_c in ((c0, 1 - wc), (c1, wc)):
+            index = (tr[:, None] * tiles_c + tc[None, :]) * bins + depth_bin
+            result += weight_r * weight_c * flat[index]
+    return result
 
 
 def _clipped_group_means(group: np.ndarray, sample: np.ndarray, n_groups: int) -> np.ndarray:
@@ -386,6 +406,4 @@ def _bounding_boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int,
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.binary_fill_holes(mask)
+    return fill_small_holes(mask, np.inf)

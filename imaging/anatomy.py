@@ -100,7 +100,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm)
-        body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2)
+        glare = cv2.dilate(bright.astype(np.uint8), disk(2 * config.glare_mm / coarse_mm + 1)) > 0
+        body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
@@ -139,11 +140,13 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     return Anatomy(body, bone, up(excluded), soft_level, bone_level)
 
 
-def _drop_boneless_regions(body: np.ndarray, bone: np.ndarray, min_bone_px: float) -> np.ndarray:
+def _drop_boneless_regions(body: np.ndarray, bone: np.ndarray, min_bone_px: float,
+                           glare: np.ndarray) -> np.ndarray:
     """Keep the body regions that hold a bone's worth of bone: on a film of a limb, a region
-    without is collimator glare, a lead letter or a ruler in air, not the patient."""
+    without is collimator glare, a lead letter or a ruler in air, not the patient. Bright
+    pixels in the `glare` zone beside an unexposed border do not count as bone."""
     count, labels = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
-    bone_px = np.bincount(labels[bone], minlength=count)
+    bone_px = np.bincount(labels[bone & ~glare], minlength=count)
     keep = bone_px >= min_bone_px
     keep[0] = False
     return keep[labels]

@@ -44,6 +44,9 @@ class AnatomyConfig:
     collimator_margin_mm: float = 3.0
     """Band excluded around unexposed borders (the collimator edge); glare beyond it is
     dropped when it holds no bone."""
+    glare_mm: float = 25.0
+    """Scatter glare beside an unexposed border reaches this far: bright pixels there do not
+    make a region part of the patient."""
     border_margin_mm: float = 2.0
     """Band excluded around metal."""
     film_edge_margin_mm: float = 2.0
@@ -103,8 +106,6 @@ class DetectionConfig:
     """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
     edge_fraction: float = 0.5
     """Deposit outline in the source grid: this fraction of its peak contrast (FWHM)."""
-    max_bone_overlap: float = 0.3
-    """Candidates lying more than this fraction inside bone are bone texture, not deposits."""
 
 
 @dataclass(frozen=True)

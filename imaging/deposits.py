@@ -1,15 +1,19 @@
 """Finding calcified deposits in soft tissue: candidates, thresholds, morphology, outlines.
 
-1. A smooth soft-tissue background is interpolated from soft tissue only (bone, air, metal
-   and, after the first pass, the candidates themselves are left out), so a deposit touching
-   a bone is measured against the soft tissue beside it, not against the bone.
-2. The excess over that background, smoothed at a few physical scales, is divided by the
-   film's own local noise: a contrast-to-noise ratio (CNR) map.
+1. Background: the soft-tissue level as a function of depth below the skin (the rounded
+   profile of a finger or limb, the skin line, the fat/muscle interface), plus a smooth
+   correction, both learnt from soft tissue only; bone, air, metal and, after a first coarse
+   pass, the candidates themselves are left out, so a deposit touching a bone is measured
+   against the soft tissue beside it, not against the bone.
+2. Significance: the excess over that background, smoothed over soft tissue at a few physical
+   scales, divided by its own local robust spread (a constant-false-alarm-rate detector).
 3. Hysteresis (Rose-style): a deposit has a seed above `seed_cnr` and extends over connected
-   soft tissue above `grow_cnr`; tiny or weak candidates are dropped.
-4. Each deposit's outline is drawn in the source pixel grid at a fixed fraction of its own
-   peak contrast (full width at half maximum by default), so areas do not depend on the
-   analysis grid or on the threshold that found it.
+   soft tissue above `grow_cnr`; thin streaks, tiny, huge or weak candidates are dropped.
+4. Outline: each deposit is redrawn in the source pixel grid at a fixed fraction of its own
+   peak contrast (full width at half maximum by default, per speck of a cluster), so areas
+   do not depend on the analysis grid or on the threshold that found it.
+5. Selection: a deposit must stand out from the tissue right around it (`min_rim_cnr`) and
+   be dense enough relative to the film's bone (`min_relative_density`).
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ from .preprocess import (
 )
 from .radiograph import Radiograph
 
-#: Background interpolation scale (mm) and detection smoothing scales (mm).
+#: Scale (mm) of the smooth correction to the skin-depth background.
 BACKGROUND_SIGMA_MM = 5.0
+#: Soft tissue this close to bone (mm) holds the blur of the cortex edge: not searched.
 BONE_EDGE_MARGIN_MM = 0.4
+#: Body parts filmed at the hand scale of bones; breast films have no bone. Other named
+#: body parts use the bone scale of large limbs; unnamed ones the hand scale.
 _HAND_PARTS = {"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"}
 _BREAST_PARTS = {"BREAST"}
 

@@ -102,8 +102,13 @@ def test_chest_film_stays_clean(radiographs):
     assert find_deposits(film).deposits == ()
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "; false deposits at joints, along thumb "
-                   "and wrist bones and in the bright air band under the collimator")
-@pytest.mark.parametrize("name", ["hand_pa_cr_j2k_lossless.dcm", "tibia_cr_mono1_jpeg_lossless.dcm"])
-def test_normal_hand_and_tibia_have_no_deposits(radiographs, name):
-    assert find_deposits(read_radiograph(radiographs / name)).deposits == ()
+def test_normal_tibia_has_no_deposits(radiographs):
+    """The lead "R", its housing and the collimator glare around them are not deposits."""
+    for name in ("tibia_cr_mono1_jpeg_lossless.dcm", "tibia_cr_mono1_jpegls_lossless.dcm"):
+        assert find_deposits(read_radiograph(radiographs / name)).deposits == ()
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN + "; false deposits at joints and along the "
+                   "thumb and wrist bones")
+def test_normal_hand_has_no_deposits(radiographs):
+    assert find_deposits(read_radiograph(radiographs / "hand_pa_cr_j2k_lossless.dcm")).deposits == ()

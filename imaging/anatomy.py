@@ -126,7 +126,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     body = _refine_edges(values, up(body), ~up(bright | dark), band, 0.2, grid.mm_to_px(0.5))
     bone = up(bone)
     if has_bone and bone.any():
-        bone = _refine_edges(values, bone, body, band, 0.5, 1.0)
+        bone = _refine_edges(values, bone, body, band, 0.5, grid.mm_to_px(0.2))
         # Joint spaces (1-2 mm gaps between bone ends) are not soft tissue; marrow and
         # cancellous bone enclosed by cortex are bone.
         bone = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,

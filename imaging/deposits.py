@@ -301,7 +301,8 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     mean_cnr = np.bincount(flat, weights=cnr.ravel(), minlength=count) / np.maximum(
         np.bincount(flat, minlength=count), 1)
     # Candidates reaching an exclusion band (collimator edge, metal, film edge) are artefacts.
-    near_excluded = cv2.dilate(anatomy.excluded.astype(np.uint8), disk(3)) > 0
+    near_excluded = cv2.dilate(anatomy.excluded.astype(np.uint8),
+                               disk(2 * grid.mm_to_px(0.2) + 1)) > 0
     touching = np.zeros(count, bool)
     touching[np.unique(flat[near_excluded.ravel()])] = True
     keep = (seeded & ~touching & (area >= detection.min_area_mm2)

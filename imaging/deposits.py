@@ -355,7 +355,7 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         local_bg = _crop_to_source(background, *window, size, cv2.INTER_LINEAR)
         smooth = cv2.GaussianBlur(radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg, (0, 0), sigma_src)
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
-        mask = _half_maximum_basins(smooth, region, allowed & ~region, source_px_mm,
+        mask = _half_maximum_basins(smooth, region, allowed & ~region,
                                     config.detection.edge_fraction)
         parts_count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         touching = np.unique(parts[core & mask])
@@ -369,24 +369,29 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
 
 
 def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,
-                         pixel_mm: float, fraction: float) -> np.ndarray:
-    """Pixels of `region` at or above `fraction` of the peak of the basin they drain to."""
-    from skimage.feature import peak_local_max
+                         fraction: float) -> np.ndarray:
+    """Pixels of `region` at or above `fraction` of the peak of the basin they drain to.
+
+    Basins grow from the region's significant maxima only (h-maxima, h = 3 noise standard
+    deviations): noise ripples on a large deposit do not make basins of their own, whose lower
+    peaks would let its outline spread.
+    """
+    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     if not region.any():
         return region
     reference = smooth[outside] if outside.sum() >= 30 else smooth[region]
-    floor = 3.0 * 1.4826 * float(np.median(np.abs(reference - np.median(reference))))
-    peaks = peak_local_max(np.where(region, smooth, smooth.min()), labels=region.astype(np.int32),
-                           min_distance=max(1, int(round(0.3 / pixel_mm))),
-                           threshold_abs=max(floor, 1e-6), exclude_border=False)
-    if len(peaks) == 0:
+    floor = max(3.0 * 1.4826 * float(np.median(np.abs(reference - np.median(reference)))), 1e-6)
+    inside = np.where(region, smooth, float(smooth[region].min())).astype(np.float64)
+    tops = h_maxima(inside, floor).astype(bool) & region & (smooth >= floor)
+    count, markers = cv2.connectedComponents(tops.astype(np.uint8), connectivity=8)
+    if count <= 1:
         return np.zeros_like(region)
-    markers = np.zeros(smooth.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     basins = watershed(-smooth, markers, mask=region)
-    peak_values = np.concatenate([[np.inf], smooth[tuple(peaks.T)]])
+    peak_values = np.full(count, -np.inf)
+    np.maximum.at(peak_values, markers[tops], smooth[tops])
+    peak_values[0] = np.inf
     return region & (basins > 0) & (smooth >= fraction * peak_values[basins])
 
 

@@ -36,7 +36,8 @@ def test_labels_live_in_the_source_grid_and_match_the_measures(dense_stones):
 OPEN = "issue #4 is open: the detector does not yet meet this (see the accuracy benchmark)"
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "; dense stones come out ~1.5x too large")
+@pytest.mark.xfail(strict=True, reason=OPEN + "; a stone touching the radius head comes out "
+                   "twice too large (its outline runs along the bone edge)")
 def test_dense_stones_are_found_with_their_area(dense_stones):
     film, findings = dense_stones
     for truth in film.deposits:

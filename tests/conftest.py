@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -21,3 +22,26 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def radiographs(shared_data) -> Path:
     return shared_data / "radiographs"
+
+
+def _disc_film(shape, spacing_mm, radius_mm, blobs, seed=0) -> np.ndarray:
+    """A soft-tissue disc crossed by a dense bone bar, with bright blobs (dy, dx, radius in mm
+    from the centre) beside it: a tiny hand-like film for contract tests."""
+    rng = np.random.default_rng(seed)
+    y, x = np.indices(shape) * spacing_mm
+    centre = shape[0] * spacing_mm / 2
+    r = np.hypot(y - centre, x - centre)
+    film = 300 + 1200 * np.sqrt(np.clip(1 - (r / radius_mm) ** 2, 0, None))
+    film += (800 * np.sqrt(np.clip(1 - ((x - centre) / 4) ** 2, 0, None))
+             * np.clip((radius_mm - 6 - r) / 2, 0, 1))
+    for dy, dx, size in blobs:
+        d = np.hypot(y - centre - dy, x - centre - dx)
+        film += 400 * np.sqrt(np.clip(1 - (d / size) ** 2, 0, None))
+    film += rng.normal(0, 12, shape)
+    return np.clip(film, 0, 4095).astype(np.uint16)
+
+
+@pytest.fixture(scope="session")
+def disc_film():
+    """Builds tiny synthetic films (see `_disc_film`)."""
+    return _disc_film

@@ -19,26 +19,10 @@ SPACING_MM = 0.2
 SHAPE = (400, 400)
 
 
-def _hand_like_film(seed: int = 0) -> np.ndarray:
-    """A soft-tissue disc crossed by a dense bone bar, with three bright blobs beside it."""
-    rng = np.random.default_rng(seed)
-    y, x = np.indices(SHAPE) * SPACING_MM
-    centre, radius = SHAPE[0] * SPACING_MM / 2, 34.0
-    r = np.hypot(y - centre, x - centre)
-    film = 300 + 1200 * np.sqrt(np.clip(1 - (r / radius) ** 2, 0, None))
-    film += (800 * np.sqrt(np.clip(1 - ((x - centre) / 4) ** 2, 0, None))
-             * np.clip((radius - 6 - r) / 2, 0, 1))
-    for dy, dx, size in [(-15, 15, 1.5), (12, -18, 2.0), (18, 14, 1.0)]:
-        d = np.hypot(y - centre - dy, x - centre - dx)
-        film += 400 * np.sqrt(np.clip(1 - (d / size) ** 2, 0, None))
-    film += rng.normal(0, 12, SHAPE)
-    return np.clip(film, 0, 4095).astype(np.uint16)
-
-
 @pytest.fixture(scope="module")
-def films(tmp_path_factory) -> Path:
+def films(tmp_path_factory, disc_film) -> Path:
     folder = tmp_path_factory.mktemp("films")
-    stored = _hand_like_film()
+    stored = disc_film(SHAPE, SPACING_MM, 34.0, [(-15, 15, 1.5), (12, -18, 2.0), (18, 14, 1.0)])
     write_dicom(folder / "visit1_hand.dcm", stored, spacing_mm=(SPACING_MM, SPACING_MM))
     write_dicom(folder / "uncalibrated" / "visit1_hand.dcm", stored, spacing_mm=None)
     whole = (folder / "visit1_hand.dcm").read_bytes()

@@ -345,20 +345,8 @@ SPACING_MM = 0.2
 SHAPE = (300, 300)
 
 
-def _film_with_blobs(seed: int) -> np.ndarray:
-    """A soft-tissue disc crossed by a bone bar, with bright blobs beside it."""
-    rng = np.random.default_rng(seed)
-    y, x = np.indices(SHAPE) * SPACING_MM
-    centre, radius = SHAPE[0] * SPACING_MM / 2, 26.0
-    r = np.hypot(y - centre, x - centre)
-    film = 300 + 1200 * np.sqrt(np.clip(1 - (r / radius) ** 2, 0, None))
-    film += (800 * np.sqrt(np.clip(1 - ((x - centre) / 4) ** 2, 0, None))
-             * np.clip((radius - 6 - r) / 2, 0, 1))
-    for dy, dx, size in [(-12, 12, 1.5), (10, -14, 2.0 + seed * 0.3)]:
-        d = np.hypot(y - centre - dy, x - centre - dx)
-        film += 400 * np.sqrt(np.clip(1 - (d / size) ** 2, 0, None))
-    film += rng.normal(0, 12, SHAPE)
-    return np.clip(film, 0, 4095).astype(np.uint16)
+def _film_with_blobs(disc_film, seed: int) -> np.ndarray:
+    return disc_film(SHAPE, SPACING_MM, 26.0, [(-12, 12, 1.5), (10, -14, 2.0 + seed * 0.3)], seed)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -366,10 +354,10 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_analyze_twice_records_each_film_once_and_agrees_with_the_csvs(tmp_path):
+def test_analyze_twice_records_each_film_once_and_agrees_with_the_csvs(tmp_path, disc_film):
     films, out = tmp_path / "films", tmp_path / "out"
     for visit, date in ((1, "20230210"), (2, "20240115")):
-        write_dicom(films / f"visit{visit}_hand.dcm", _film_with_blobs(visit),
+        write_dicom(films / f"visit{visit}_hand.dcm", _film_with_blobs(disc_film, visit),
                     spacing_mm=(SPACING_MM, SPACING_MM), patient_id="MRN-0042",
                     patient_name="Doe^Jane", study_date=date, laterality="L")
     (films / "notes.txt").write_text("not a film\n")
@@ -403,9 +391,9 @@ def test_analyze_twice_records_each_film_once_and_agrees_with_the_csvs(tmp_path)
     assert b"Doe" not in stored and b"MRN-0042" not in stored
 
 
-def test_analyze_writes_to_the_database_given_with_db(tmp_path):
+def test_analyze_writes_to_the_database_given_with_db(tmp_path, disc_film):
     films = tmp_path / "films"
-    write_dicom(films / "hand.dcm", _film_with_blobs(0), spacing_mm=(SPACING_MM, SPACING_MM))
+    write_dicom(films / "hand.dcm", _film_with_blobs(disc_film, 0), spacing_mm=(SPACING_MM, SPACING_MM))
     database = tmp_path / "elsewhere" / "study.sqlite"
     assert main(["analyze", str(films), "--out", str(tmp_path / "out"), "--no-qc",
                  "--db", str(database)]) == 0
@@ -413,9 +401,9 @@ def test_analyze_writes_to_the_database_given_with_db(tmp_path):
     assert not (tmp_path / "out" / DATABASE_NAME).exists()
 
 
-def test_analyze_with_an_unusable_database_is_a_one_line_usage_error(tmp_path, capsys):
+def test_analyze_with_an_unusable_database_is_a_one_line_usage_error(tmp_path, capsys, disc_film):
     films = tmp_path / "films"
-    write_dicom(films / "hand.dcm", _film_with_blobs(0), spacing_mm=(SPACING_MM, SPACING_MM))
+    write_dicom(films / "hand.dcm", _film_with_blobs(disc_film, 0), spacing_mm=(SPACING_MM, SPACING_MM))
     database = tmp_path / "broken.sqlite"
     database.write_bytes(b"garbage " * 200)
     assert main(["analyze", str(films), "--out", str(tmp_path / "out"), "--db",

@@ -24,6 +24,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    PYDICOM_ROOT_UID,
     RLELossless,
     generate_uid,
 )
@@ -289,6 +290,7 @@ def write_dicom(
     uid_prefix: str | None = None,
     series_description: str = "calcitrack phantom",
     transfer_syntax: str = ExplicitVRLittleEndian,
+    uid_seed: str | None = None,
 ) -> None:
     """Write a greyscale single-frame CR or DX file (Explicit VR Little Endian), atomically.
 
@@ -312,6 +314,9 @@ def write_dicom(
     transfer_syntax : str
         Transfer syntax UID; a lossless compressed one (RLE Lossless, JPEG 2000 Lossless)
         keeps shipped files small.
+    uid_seed : str, optional
+        Derive the UIDs from this text instead of drawing them at random, so that writing the
+        same film again gives the same bytes.
     """
     stored = np.asarray(stored)
     if stored.ndim != 2 or stored.dtype != np.uint16:
@@ -323,7 +328,12 @@ def write_dicom(
     if spacing_attribute not in ("PixelSpacing", "ImagerPixelSpacing"):
         raise ValueError(f"unknown spacing attribute {spacing_attribute}")
     sop_class = {"CR": CR_IMAGE_STORAGE, "DX": DX_IMAGE_STORAGE_FOR_PRESENTATION}[modality]
-    sop_instance = generate_uid(prefix=uid_prefix)
+    def uid(role: str) -> str:
+        if uid_seed is None:
+            return generate_uid(prefix=uid_prefix)
+        return generate_uid(prefix=uid_prefix or PYDICOM_ROOT_UID, entropy_srcs=[uid_seed, role])
+
+    sop_instance = uid("sop")
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -333,8 +343,8 @@ def write_dicom(
     ds.file_meta = meta
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_instance
-    ds.StudyInstanceUID = study_instance_uid or generate_uid(prefix=uid_prefix)
-    ds.SeriesInstanceUID = generate_uid(prefix=uid_prefix)
+    ds.StudyInstanceUID = study_instance_uid or uid("study")
+    ds.SeriesInstanceUID = uid("series")
     ds.Modality = modality
     ds.PatientName = patient_name
     ds.PatientID = patient_id
@@ -380,7 +390,7 @@ def write_dicom(
     ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
     if transfer_syntax != ExplicitVRLittleEndian:
         ds.compress(transfer_syntax, encoding_plugin="pylibjpeg" if transfer_syntax == RLELossless
-                    else "")
+                    else "", generate_instance_uid=False)
     with atomic_output(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
 

@@ -146,3 +146,18 @@ def test_zero_pixel_spacing_is_treated_as_missing():
     film = read_radiograph(get_testdata_file("RG1_UNCR.dcm"))
     assert film.spacing_mm is None and film.spacing_source is SpacingSource.NONE
     assert any("PixelSpacing" in note for note in film.notes)
+
+
+def test_written_films_are_byte_identical_for_a_uid_seed(tmp_path):
+    from imaging.dicom import write_dicom
+    from pydicom.uid import JPEG2000Lossless
+
+    stored = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % 4000)
+    paths = [tmp_path / f"{i}.dcm" for i in range(3)]
+    for path, seed in zip(paths, ("visit-1", "visit-1", "visit-2")):
+        write_dicom(path, stored, spacing_mm=(0.1, 0.1), photometric="MONOCHROME1",
+                    modality="DX", uid_seed=seed, transfer_syntax=JPEG2000Lossless)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].read_bytes() != paths[2].read_bytes()
+    film = read_radiograph(paths[0])  # DX MONOCHROME1 + INVERSE: one inversion
+    assert np.array_equal(film.pixels, (4095 - stored).astype(np.float32))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
 
 from ..dicom import write_dicom
 from ..files import atomic_output
@@ -151,7 +151,8 @@ def write_film(
         study_date=date, study_instance_uid=study_instance_uid,
         body_part=meta.body_part or "HAND", laterality=meta.laterality,
         view_position=meta.view_position or "PA", window=window, uid_prefix=uid_prefix,
-        series_description=series_description, transfer_syntax=transfer_syntax)
+        series_description=series_description, transfer_syntax=transfer_syntax,
+        uid_seed=f"{patient_id}/{date}/{paths.dicom.name}")
     _write_png(paths.labels, film.truth_labels.astype(np.uint16))
     _write_png(paths.anatomy, anatomy_codes(film))
     _write_table(paths.table, film.deposits)
@@ -204,7 +205,8 @@ def write_series(series: PhantomSeries, folder: str | os.PathLike, name: str,
     formats = formats or [{} for _ in series.visits]
     if len(formats) != len(series.visits):
         raise ValueError("give one format per visit")
-    study_uids = [generate_uid() for _ in series.visits]
+    study_uids = [generate_uid(prefix=PYDICOM_ROOT_UID, entropy_srcs=[name, f"visit {i + 1}"])
+                  for i in range(len(series.visits))]
     written = []
     for i, (film, fmt) in enumerate(zip(series.visits, formats)):
         fmt = dict(fmt)

@@ -20,6 +20,10 @@ from .preprocess import AnalysisGrid, smooth_background
 COARSE_SPACING_MM = 0.8
 #: Cortex corners that an opening rounds off are given back up to this distance (mm).
 BONE_CORNER_MM = 0.6
+#: Smoothing scale (mm) of the air level, which the anode heel effect tilts across the film.
+AIR_SURFACE_MM = 40.0
+#: The skin tapers to nothing over about this width (mm), still above air.
+SKIN_RIM_MM = 1.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +88,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bright, dark = _shutter_regions(coarse)
     unexposed = cv2.dilate(bright.astype(np.uint8),
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
-    tissue = _tissue_mask(coarse, ~unexposed, 40.0 / coarse_mm, 1.5 / coarse_mm) & ~dark
+    tissue = _tissue_mask(coarse, ~unexposed, AIR_SURFACE_MM / coarse_mm,
+                          SKIN_RIM_MM / coarse_mm) & ~dark
     body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
                       config.min_body_area_mm2 / coarse_mm ** 2,
                       config.max_body_hole_mm2 / coarse_mm ** 2)
@@ -119,7 +124,6 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     def up(mask):
         return cv2.resize(mask.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
 
-    # Nearest-neighbour upsampling leaves a staircase along the skin line: smooth it away.
     band = coarse_mm / grid.spacing_mm
     # The skin line at a low iso-level, found the same way all along: the depth below the
     # skin, which the soft-tissue background follows, must not wobble with the coarse grid.

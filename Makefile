@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-accuracy bench-speed samples qc-picture clean
+.PHONY: run test bench bench-accuracy bench-misses bench-speed samples qc-picture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py
+
+bench-misses: $(STAMP)
+	$(BIN)/python benchmarks/misses.py
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py

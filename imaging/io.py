@@ -15,7 +15,8 @@ _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"\xff\xd8\xff")
 
 
 def sniff(path: str | os.PathLike) -> str:
-    """Return ``"image"`` for PNG/TIFF/JPEG content, ``"dicom"`` otherwise (by content only).
+    """What a file holds, by content only: ``"dicom"`` (DICM prefix), ``"image"``
+    (PNG/TIFF/JPEG), ``"empty"``, or ``"unknown"`` (perhaps DICOM without file meta).
 
     A DICM prefix wins: DICOM preambles may hold a TIFF header (dual-personality files).
     """
@@ -23,7 +24,9 @@ def sniff(path: str | os.PathLike) -> str:
         head = handle.read(132)
     if head[128:132] == b"DICM":
         return "dicom"
-    return "image" if head.startswith(_IMAGE_MAGIC) else "dicom"
+    if head.startswith(_IMAGE_MAGIC):
+        return "image"
+    return "unknown" if head else "empty"
 
 
 def read_radiograph(

@@ -198,14 +198,12 @@ def skip_reason(path: str | os.PathLike) -> str | None:
     if path.name.lower().endswith(".truth.png"):
         return "phantom ground-truth label image, not a film"
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
         kind = sniff(path)
     except OSError:
         return None
-    if head[128:132] == b"DICM" or kind == "image" or path.suffix.lower() in _DICOM_SUFFIXES:
+    if kind in ("dicom", "image") or path.suffix.lower() in _DICOM_SUFFIXES:
         return None
-    if not head:
+    if kind == "empty":
         return "empty file"
     if _is_raw_dicom_image(path):
         return None

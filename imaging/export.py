@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .config import AnalysisConfig
 from .deposits import DepositFindings
-from .files import atomic_output
+from .files import atomic_output, write_bytes
 from .measure import DepositMeasures
 from .radiograph import Radiograph
 
@@ -230,11 +230,17 @@ def label_image(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint16)
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """An 8/16-bit greyscale or 8-bit BGR image as PNG file bytes (lossless)."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"cannot encode a {image.dtype} {image.shape} image as PNG")
+    return encoded.tobytes()
+
+
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an 8/16-bit greyscale or 8-bit BGR image as PNG, atomically."""
-    with atomic_output(path) as tmp:
-        if not cv2.imwrite(tmp, image):
-            raise OSError(f"could not write a PNG image to {os.fspath(path)}")
+    write_bytes(path, encode_png(image))
 
 
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:

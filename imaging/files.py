@@ -6,6 +6,9 @@ import contextlib
 import os
 import tempfile
 
+#: Name prefix of the temporary files `atomic_output` writes beside their targets.
+TEMPORARY_PREFIX = ".tmp-"
+
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike):
@@ -26,7 +29,7 @@ def atomic_output(path: str | os.PathLike):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    handle, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
     os.close(handle)
     try:
         yield tmp
@@ -40,3 +43,23 @@ def atomic_output(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_output`)."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files `atomic_output` left below `folder` when a process was killed.
+
+    Run it only while no other process writes there. Returns how many were removed.
+    """
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name.startswith(TEMPORARY_PREFIX):
+                os.unlink(os.path.join(root, name))
+                removed += 1
+    return removed

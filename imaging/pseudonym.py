@@ -35,6 +35,15 @@ def patient_key(patient_id: str | None, issuer: str | None = None, key: str | No
     patient_id = (patient_id or "").strip()
     if not patient_id:
         return None
-    secret = key or os.environ.get(KEY_ENVIRONMENT_VARIABLE) or DEFAULT_KEY
+    secret = resolve_key(key)
     message = f"{patient_id}\x1f{(issuer or '').strip()}".encode("utf-8", "surrogateescape")
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:16]
+
+
+def resolve_key(key: str | None = None) -> str:
+    """The secret in use: `key`, else ``$CALCITRACK_PSEUDONYM_KEY``, else `DEFAULT_KEY`.
+
+    Resolve it once where a run starts and pass it on: workers of a cluster do not share the
+    environment of the machine that started the run.
+    """
+    return key or os.environ.get(KEY_ENVIRONMENT_VARIABLE) or DEFAULT_KEY

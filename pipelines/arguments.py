@@ -6,6 +6,8 @@ import argparse
 
 #: Exit codes: all files fine, some files failed, usage or configuration error.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 def spacing_argument(text: str) -> tuple[float, float]:

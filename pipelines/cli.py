@@ -15,7 +15,7 @@ from imaging.config import AnalysisConfig, load_config
 
 from . import analyze, phantoms
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
-from .discover import iter_input_files
+from .inputs import iter_input_files
 
 
 def _inspect(args) -> int:

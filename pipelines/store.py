@@ -192,7 +192,14 @@ _MIGRATION_3 = (
     "ALTER TABLE deposits ADD COLUMN rim_cnr REAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
+_MIGRATION_4 = (
+    # A resumed batch reuses a film only when the run options that change its results
+    # (spacing override, pseudonym key) are the same too: see `ResultsStore.finished_film`.
+    "ALTER TABLE images ADD COLUMN options_hash TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
+                                           _MIGRATION_4)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.
@@ -212,9 +219,10 @@ ORDER BY study_date, body_part, laterality, image_id, image_pk
 """
 """A patient's deposit burden film by film, in study-date order (undated films left out)."""
 
-_IS_DONE_SQL = """
-SELECT 1 FROM images
-WHERE content_hash = ? AND config_hash = ? AND status IN ('ok', 'skipped')
+_FINISHED_FILM_SQL = """
+SELECT * FROM images
+WHERE content_hash = :content_hash AND config_hash = :config_hash
+  AND options_hash IS :options_hash AND status = 'ok'
 """
 _START_RUN_SQL = """
 INSERT INTO runs (started_at, calcitrack_version, config_hash, config_json)
@@ -260,8 +268,8 @@ class ResultsStore:
     --------
     >>> with ResultsStore.open(":memory:") as store:
     ...     run_id = store.start_run("0.1.0", "abc123", {"grid": {}})
-    ...     store.is_done("f" * 64, "abc123")
-    False
+    ...     store.finished_film("f" * 64, "abc123") is None
+    True
     """
 
     def __init__(self, connection: sqlite3.Connection, path: str):
@@ -330,19 +338,39 @@ class ResultsStore:
         with _transaction(self._db):
             self._db.execute(_FINISH_RUN_SQL, (_now(), run_id))
 
-    def is_done(self, content_hash: str | None, config_hash: str) -> bool:
-        """True when this file content was analysed (or skipped) with this configuration.
+    def finished_film(self, content_hash: str | None, config_hash: str,
+                      options_hash: str | None = None) -> tuple[dict, list[dict]] | None:
+        """The recorded results of a film analysed with this configuration and these options.
 
-        Error rows do not count, so a resumed run tries failed films again: failures often
+        Only ``ok`` rows count: a resumed run tries failed films again, since failures often
         come from the environment (a locked or half-copied file, memory) or from a reader bug
         fixed since, and a retry costs one failed read.
+
+        Parameters
+        ----------
+        content_hash : str or None
+            `file_content_hash` of the film (None: never finished).
+        config_hash : str
+        options_hash : str, optional
+            Fingerprint of the run options that change results (as given to `record_film`).
+
+        Returns
+        -------
+        (dict, list of dict) or None
+            The image row and its deposit rows, as recorded; None when not finished.
         """
         if content_hash is None:
-            return False
-        return self._db.execute(_IS_DONE_SQL, (content_hash, config_hash)).fetchone() is not None
+            return None
+        query = {"content_hash": content_hash, "config_hash": config_hash,
+                 "options_hash": options_hash}
+        found = self._db.execute(_FINISHED_FILM_SQL, query).fetchone()
+        if found is None:
+            return None
+        return dict(found), self.deposits(found["image_pk"])
 
     def record_film(self, run_id: int, content_hash: str | None, image_row: dict,
-                    deposit_rows=(), *, study_instance_uid: str | None = None) -> int:
+                    deposit_rows=(), *, study_instance_uid: str | None = None,
+                    options_hash: str | None = None) -> int:
         """Record one film's results in one transaction; return its ``image_pk``.
 
         The film's previous results with the same (`content_hash`, ``config_hash``) are
@@ -362,6 +390,8 @@ class ResultsStore:
             Its ``deposits.csv`` rows; there must be ``n_deposits`` of them.
         study_instance_uid : str, optional
             Groups the film with the others of its study.
+        options_hash : str, optional
+            Fingerprint of the run options that change results (see `finished_film`).
 
         Raises
         ------
@@ -372,6 +402,7 @@ class ResultsStore:
             `run_id` is not a run of this database.
         """
         image = {**image_row, "content_hash": content_hash, "run_id": run_id,
+                 "options_hash": options_hash,
                  "study_key": _study_key(study_instance_uid, image_row)}
         self._check_columns("images", image)
         expected = image_row.get("n_deposits") or 0

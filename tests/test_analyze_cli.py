@@ -12,7 +12,7 @@ import pytest
 import imaging
 from imaging.config import AnalysisConfig, load_config
 from imaging.dicom import write_dicom
-from pipelines.analyze import image_ids, skip_reason
+from pipelines.inputs import image_ids, skip_reason
 from pipelines.cli import main
 
 SPACING_MM = 0.2

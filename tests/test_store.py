@@ -94,7 +94,7 @@ def run_id(store):
 def test_a_new_database_gets_every_table_at_the_latest_version(tmp_path):
     path = tmp_path / "new" / "results.sqlite"
     with ResultsStore.open(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) >= 4
     with contextlib.closing(sqlite3.connect(path)) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master "
                                                  "WHERE type = 'table'")}
@@ -216,17 +216,20 @@ def test_another_configuration_is_another_row(store, run_id):
     assert len(store.images(config_hash="other")) == 1
 
 
-def test_ok_and_skipped_films_are_done_errors_are_retried(store, run_id):
-    store.record_film(run_id, _content_hash("ok"), _image_row("ok", 0), [])
+def test_only_ok_films_of_the_same_configuration_and_options_are_finished(store, run_id):
+    store.record_film(run_id, _content_hash("ok"), _image_row("ok", 2), _deposit_rows("ok", 2),
+                      options_hash="opts")
     store.record_film(run_id, _content_hash("notes"), _image_row("notes", None,
                                                                  status="skipped"), [])
     store.record_film(run_id, _content_hash("bad"), _image_row("bad", None, status="error"), [])
-    assert store.is_done(_content_hash("ok"), CONFIG_HASH)
-    assert store.is_done(_content_hash("notes"), CONFIG_HASH)
-    assert not store.is_done(_content_hash("bad"), CONFIG_HASH)
-    assert not store.is_done(_content_hash("ok"), "other")
-    assert not store.is_done(_content_hash("never seen"), CONFIG_HASH)
-    assert not store.is_done(None, CONFIG_HASH)
+    image, deposits = store.finished_film(_content_hash("ok"), CONFIG_HASH, "opts")
+    assert image["image_id"] == "ok" and [row["deposit_id"] for row in deposits] == [1, 2]
+    assert store.finished_film(_content_hash("ok"), CONFIG_HASH) is None  # other options
+    assert store.finished_film(_content_hash("ok"), "other", "opts") is None
+    assert store.finished_film(_content_hash("notes"), CONFIG_HASH) is None
+    assert store.finished_film(_content_hash("bad"), CONFIG_HASH) is None
+    assert store.finished_film(_content_hash("never seen"), CONFIG_HASH) is None
+    assert store.finished_film(None, CONFIG_HASH) is None
 
 
 def test_an_unreadable_file_is_keyed_by_its_path(store, run_id):

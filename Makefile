@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-accuracy bench-misses bench-speed samples qc-picture clean
+.PHONY: run test bench bench-accuracy bench-misses bench-speed bench-batch samples qc-picture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ bench-misses: $(STAMP)
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 
-bench: bench-accuracy bench-speed
+bench-batch: $(STAMP)
+	$(BIN)/python benchmarks/batch.py
+
+bench: bench-accuracy bench-speed bench-batch
 
 samples: $(STAMP)
 	$(BIN)/calcitrack phantom samples --out sample_images

@@ -99,6 +99,10 @@ class DetectionConfig:
     min_rim_cnr: float = 3.0
     """A deposit's mean must exceed the soft tissue just around it (0.5-2 mm) by this many
     noise standard deviations."""
+    min_rim_fraction: float = 0.6
+    """...and by at least this fraction of its own contrast over the background: a sliver
+    of bone edge has bone in its rim and stands out from it far less than from the tissue
+    background."""
     min_relative_density: float = 0.15
     """Deposits fainter than this fraction of the film's bone contrast are soft-tissue
     texture (films without bone skip this test)."""
@@ -109,12 +113,75 @@ class DetectionConfig:
 
 
 @dataclass(frozen=True)
+class RegionConfig:
+    """Automatic anatomical regions (`imaging.regions`)."""
+
+    finger_max_width_mm: float = 30.0
+    """Body parts narrower than this are digits (an opening of this width leaves palm and
+    forearm)."""
+    finger_min_length_mm: float = 20.0
+    """Shorter protrusions are not digits."""
+    digit_margin_mm: float = 3.0
+    """A digit zone reaches this far beyond the digit's half width from its axis."""
+    metacarpal_ratio: float = 0.68
+    """Metacarpal length as a fraction of the MCP-to-fingertip length (adult hands:
+    0.62-0.76); places the palm/wrist boundary."""
+    joint_dip_fraction: float = 0.25
+    """A joint space is a dip inside bone, narrower than joint_max_width_mm, deeper than this
+    fraction of the film's bone contrast."""
+    joint_max_width_mm: float = 4.0
+    """Widest joint space."""
+    periarticular_mm: float = 3.0
+    """A deposit within this distance of a joint space is periarticular."""
+    limb_min_elongation: float = 2.0
+    """Without a body part, a body this many times longer than wide is a limb."""
+    distal_end: str = "auto"
+    """Where the distal end of a limb lies on the film: auto (the narrower end), top,
+    bottom, left or right."""
+
+    def __post_init__(self):
+        if self.distal_end not in ("auto", "top", "bottom", "left", "right"):
+            raise ValueError("regions.distal_end must be auto, top, bottom, left or right, "
+                             f"got {self.distal_end!r}")
+
+
+@dataclass(frozen=True)
+class BurdenConfig:
+    """Density bands, morphology rules and severity grades (`imaging.burden`)."""
+
+    density_band_edges: tuple[float, ...] = (0.25, 0.5, 1.0)
+    """Relative-density edges (soft tissue 0, cortical bone 1) of the bands of the
+    density-weighted score; the weights are 1, 2, 3... from the faintest band."""
+    severity_cutoffs_mm2: tuple[float, float] = (10.0, 100.0)
+    """Total deposit area from which a film or region is moderate, then severe (any deposit
+    below the first: mild)."""
+    net_min_pieces: int = 3
+    """A deposit of at least this many separate specks may be a net."""
+    net_max_solidity: float = 0.55
+    """...when its outline fills at most this fraction of its convex hull."""
+    plate_min_axis_ratio: float = 3.0
+    """A deposit this many times longer than wide is a plate (sheet seen edge-on)."""
+    mousse_max_density: float = 0.35
+    """A deposit fainter than this relative density..."""
+    mousse_max_edge: float = 1.0
+    """...with edges softer than this sharpness (1/mm) is mousse (cloudy)."""
+
+    def __post_init__(self):
+        if len(self.severity_cutoffs_mm2) != 2 or not (
+                0 < self.severity_cutoffs_mm2[0] < self.severity_cutoffs_mm2[1]):
+            raise ValueError("burden.severity_cutoffs_mm2 must be [moderate, severe] with "
+                             f"0 < moderate < severe, got {self.severity_cutoffs_mm2}")
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """All parameters of one analysis run, with documented defaults."""
 
     grid: GridConfig = field(default_factory=GridConfig)
     anatomy: AnatomyConfig = field(default_factory=AnatomyConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    burden: BurdenConfig = field(default_factory=BurdenConfig)
     max_megapixels: float = 400.0
     """Films declaring more pixels are refused before decoding."""
 
@@ -172,7 +239,10 @@ def _build(cls, values, source, prefix):
             kwargs[name] = _build(type(current), value, source, key + ".")
         else:
             kwargs[name] = _checked_value(key, value, current, source)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(source, str(exc), "see `calcitrack config --show`") from None
 
 
 def _checked_value(key, value, default, source):
@@ -187,6 +257,12 @@ def _checked_value(key, value, default, source):
         return tuple(sorted(items))
     if isinstance(default, bool) or isinstance(value, bool):
         raise bad("has the wrong type")
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("must be a string")
+        return value
+    if isinstance(default, int) and not (isinstance(value, int) and value > 0):
+        raise bad("must be a positive whole number")
     if isinstance(default, (int, float)):
         if not isinstance(value, (int, float)):
             raise bad("must be a number")

@@ -19,11 +19,13 @@ import cv2
 import numpy as np
 
 from . import __version__
+from .burden import BURDEN_COLUMNS, DepositInfo
 from .config import AnalysisConfig
 from .deposits import DepositFindings
 from .files import atomic_output, write_bytes
 from .measure import DepositMeasures
 from .radiograph import Radiograph
+from .regions import RegionMap
 
 #: Significant digits of floats in CSV files (fixed, so reruns are byte-identical).
 FLOAT_DIGITS = 6
@@ -33,16 +35,18 @@ MAX_LABELS = 65535
 QC_LONG_SIDE_PX = (512, 1600)
 
 IMAGE_COLUMNS = (
-    "image_id", "source_path", "status", "error", "mask_path", "qc_path",
+    "image_id", "source_path", "status", "error", "mask_path", "qc_path", "seg_path", "sr_path",
     "rows", "cols", "spacing_row_mm", "spacing_col_mm", "spacing_source", "nominal_spacing_mm",
     "patient_key", "study_date", "laterality", "body_part", "view_position", "modality",
     "sop_instance_uid", "n_deposits", "total_area_px", "total_area_mm2", "largest_area_px",
-    "largest_area_mm2", "mean_relative_density", "calcitrack_version", "config_hash", "notes",
+    "largest_area_mm2", "mean_relative_density", "density_score_mm2", "integrated_density_mm2",
+    "severity", "region_scheme", "calcitrack_version", "config_hash", "notes",
 )
 """Columns of ``images.csv``: one row per input file."""
 
 DEPOSIT_COLUMNS = (
-    "image_id", "deposit_id", "region", "centroid_row", "centroid_col",
+    "image_id", "deposit_id", "region", "fingertip", "periarticular", "joint_distance_mm",
+    "morphology", "density_weight", "centroid_row", "centroid_col",
     "bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1", "area_px", "area_mm2",
     "equivalent_diameter_px", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
     "eccentricity", "solidity", "mean_contrast", "peak_contrast", "noise_sigma", "cnr",
@@ -50,6 +54,10 @@ DEPOSIT_COLUMNS = (
     "calcitrack_version", "config_hash",
 )
 """Columns of ``deposits.csv``: one row per deposit; ``deposit_id`` is its mask label."""
+
+REGION_COLUMNS = ("image_id", *BURDEN_COLUMNS, "spacing_source", "calcitrack_version",
+                  "config_hash")
+"""Columns of ``regions.csv``: one row per film and region, then ``region = all``."""
 
 _MM_MEASURES = ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm")
 
@@ -81,8 +89,10 @@ class Provenance:
 def image_row(image_id: str, source_path: str, provenance: Provenance, *,
               status: Status = Status.OK, radiograph: Radiograph | None = None,
               findings: DepositFindings | None = None, mask_path: str | None = None,
-              qc_path: str | None = None, error: str | None = None,
-              notes: tuple[str, ...] = ()) -> dict:
+              qc_path: str | None = None, seg_path: str | None = None,
+              sr_path: str | None = None, error: str | None = None,
+              notes: tuple[str, ...] = (), film_burden: dict | None = None,
+              region_scheme: str | None = None) -> dict:
     """Build the ``images.csv`` row of one input file.
 
     Whatever is known is filled in: an error after reading still records the film's size,
@@ -98,16 +108,20 @@ def image_row(image_id: str, source_path: str, provenance: Provenance, *,
     status : Status
     radiograph : Radiograph, optional
     findings : DepositFindings, optional
-    mask_path, qc_path : str, optional
+    mask_path, qc_path, seg_path, sr_path : str, optional
         Output files, relative to the output folder.
     error : str, optional
         One-line message of a failed file.
     notes : tuple of str
         Extra remarks (e.g. why a file was skipped); the film's own reading notes are added.
+    film_burden : dict, optional
+        The ``region = all`` row of `imaging.burden.region_burden` (scores and severity).
+    region_scheme : str, optional
+        How the film was divided into regions (`RegionMap.kind`).
     """
     row = dict.fromkeys(IMAGE_COLUMNS)
     row.update(image_id=image_id, source_path=source_path, status=status, error=error,
-               mask_path=mask_path, qc_path=qc_path,
+               mask_path=mask_path, qc_path=qc_path, seg_path=seg_path, sr_path=sr_path,
                calcitrack_version=provenance.calcitrack_version,
                config_hash=provenance.config_hash)
     remarks = list(notes)
@@ -126,6 +140,10 @@ def image_row(image_id: str, source_path: str, provenance: Provenance, *,
         if findings.grid.nominal:
             row["nominal_spacing_mm"] = findings.grid.source_spacing_mm[0]
             remarks.append("uncalibrated: analysed at an assumed spacing; areas in pixels only")
+    if film_burden is not None:
+        row.update(density_score_mm2=film_burden["density_score_mm2"],
+                   integrated_density_mm2=film_burden["integrated_density_mm2"],
+                   severity=film_burden["severity"], region_scheme=region_scheme)
     row["notes"] = "; ".join(remarks) or None
     return row
 
@@ -152,18 +170,22 @@ def _burden(radiograph: Radiograph, findings: DepositFindings) -> dict:
 
 
 def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFindings,
-                 provenance: Provenance, *, region: str = "film") -> list[dict]:
+                 provenance: Provenance, infos: tuple[DepositInfo, ...]) -> list[dict]:
     """Build the ``deposits.csv`` rows of one film, in label order.
 
-    Physical sizes are left empty when the film is uncalibrated, whatever the detector's
-    analysis grid assumed.
+    `infos` (from `imaging.burden.assign_deposits`, one per deposit) give the region,
+    morphology and density band. Physical sizes are left empty when the film is
+    uncalibrated, whatever the detector's analysis grid assumed.
     """
     rows = []
-    for deposit in findings.deposits:
+    for deposit, info in zip(findings.deposits, infos, strict=True):
         row = dict.fromkeys(DEPOSIT_COLUMNS)
         r0, c0, r1, c1 = deposit.bbox
         row.update(
-            image_id=image_id, deposit_id=deposit.label, region=region,
+            image_id=image_id, deposit_id=deposit.label, region=info.region,
+            fingertip=info.fingertip, periarticular=info.periarticular,
+            joint_distance_mm=info.joint_distance_mm, morphology=info.morphology,
+            density_weight=info.density_weight,
             centroid_row=deposit.centroid_row, centroid_col=deposit.centroid_col,
             bbox_r0=r0, bbox_c0=c0, bbox_r1=r1, bbox_c1=c1, area_px=deposit.area_px,
             equivalent_diameter_px=deposit.equivalent_diameter_px,
@@ -180,6 +202,14 @@ def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFinding
             row[name] = getattr(deposit, name) if radiograph.is_calibrated else None
         rows.append(row)
     return rows
+
+
+def region_rows(image_id: str, radiograph: Radiograph, burden_rows, provenance: Provenance
+                ) -> list[dict]:
+    """The ``regions.csv`` rows of one film from `imaging.burden.region_burden`'s rows."""
+    return [{**row, "image_id": image_id, "spacing_source": radiograph.spacing_source,
+             "calcitrack_version": provenance.calcitrack_version,
+             "config_hash": provenance.config_hash} for row in burden_rows]
 
 
 def format_cell(value) -> str:
@@ -262,20 +292,22 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
 _BONE_BGR = (255, 150, 40)
 _EXCLUDED_BGR = (0, 215, 255)
 _DEPOSIT_BGR = (60, 40, 255)
+_REGION_BGR = (80, 220, 80)
 _TINT_ALPHA = 0.3
 _HATCH_PERIOD_PX = 10
 #: Deposits smaller than this on the overlay (display pixels) are ringed to stay visible.
 _RING_BELOW_PX = 6
 
 
-def qc_overlay(radiograph: Radiograph, findings: DepositFindings, image_id: str) -> np.ndarray:
+def qc_overlay(radiograph: Radiograph, findings: DepositFindings, image_id: str,
+               regions: RegionMap | None = None) -> np.ndarray:
     """Draw a reader's check image of one film's findings (BGR, uint8).
 
     The film is shown display-windowed (its VOI window when it has one, else the 0.5-99.5th
     percentiles) with its long side scaled into `QC_LONG_SIDE_PX`; bone is tinted blue,
-    excluded regions are hatched yellow, and each deposit is outlined in red with its label
-    number. A title band gives the image id, the deposit count, the burden and the spacing
-    source.
+    excluded regions are hatched yellow, region boundaries are drawn in green with their
+    names, and each deposit is outlined in red with its label number. A title band gives the
+    image id, the deposit count, the burden and the spacing source.
     """
     rows, cols = radiograph.shape
     low, high = QC_LONG_SIDE_PX
@@ -295,9 +327,25 @@ def qc_overlay(radiograph: Radiograph, findings: DepositFindings, image_id: str)
     ys, xs = np.nonzero(excluded)
     hatch = (xs + ys) % _HATCH_PERIOD_PX < 2
     canvas[ys[hatch], xs[hatch]] = _EXCLUDED_BGR
+    if regions is not None:
+        _draw_regions(canvas, regions, size)
     for deposit in findings.deposits:
         _draw_deposit(canvas, findings.labels, deposit, scale)
     return _with_title(canvas, _title_lines(radiograph, findings, image_id))
+
+
+def _draw_regions(canvas: np.ndarray, regions: RegionMap, size) -> None:
+    labels = cv2.resize(regions.labels.astype(np.uint16), size, interpolation=cv2.INTER_NEAREST)
+    grown = cv2.dilate(labels, np.ones((3, 3), np.uint8))
+    boundary = (grown != labels) & (labels > 0)
+    canvas[boundary] = _REGION_BGR
+    font_scale = _font_scale(canvas.shape[1]) * 0.8
+    for index, name in enumerate(regions.names, start=1):
+        ys, xs = np.nonzero(labels == index)
+        if len(xs):
+            width = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
+            _text(canvas, name, (round(xs.mean() - width / 2), round(ys.mean())), font_scale,
+                  _REGION_BGR)
 
 
 def _windowed(film: np.ndarray, window) -> np.ndarray:
@@ -342,7 +390,8 @@ def _title_lines(radiograph: Radiograph, findings: DepositFindings, image_id: st
         burden = f"total {area_px * radiograph.pixel_area_mm2:.1f} mm2"
     return [f"{image_id}   {len(findings.deposits)} deposits   {burden}   "
             f"spacing: {radiograph.spacing_source}",
-            "red: deposit outline + label   blue: bone   yellow hatch: excluded"]
+            "red: deposit outline + label   green: regions   blue: bone   "
+            "yellow hatch: excluded"]
 
 
 def _with_title(canvas: np.ndarray, lines: list[str]) -> np.ndarray:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from imaging.config import load_config
+from imaging.regions import read_user_regions
 
 from .arguments import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
 from .batch import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIMEOUT_S, Workers, analyze_files
@@ -55,6 +56,13 @@ def add_batch_arguments(parser) -> None:
                         help="pixel spacing in mm (one value or ROW,COL); overrides the files")
     parser.add_argument("--no-qc", dest="qc", action="store_false",
                         help="do not draw the QC overlay images")
+    parser.add_argument("--regions", metavar="GEOJSON", default=None,
+                        help="the study's own scoring zones (GeoJSON polygons, pixel or mm "
+                             "coordinates) instead of the automatic anatomical regions")
+    parser.add_argument("--dicom-results", action="store_true",
+                        help="also write a DICOM SEG of the deposits and a DICOM SR (TID 1500) "
+                             "of the burden per region, dicom/<image_id>.seg.dcm / .sr.dcm, "
+                             "for DICOM films; they carry the source film's patient module")
     parser.add_argument("--db", type=Path, default=None, metavar="PATH",
                         help=f"results database (SQLite; default: DIR/{DATABASE_NAME}); "
                              "films recorded before are reused or replaced, not duplicated")
@@ -94,13 +102,16 @@ def workers_from(args) -> Workers:
 def run(args) -> int:
     """Run ``calcitrack analyze`` from parsed arguments; return the exit code."""
     config = load_config(args.config)
+    user_regions = None if args.regions is None else read_user_regions(args.regions)
     if args.out.exists() and not args.out.is_dir():
         print(f"calcitrack analyze: --out {args.out} is a file, not a folder", file=sys.stderr)
         return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # finish the CSVs as for Ctrl-C
     try:
         summary = analyze_files(args.paths, args.out, config, user_spacing=args.spacing_mm,
-                                pseudonym_key=args.pseudonym_key, qc=args.qc, db_path=args.db,
+                                pseudonym_key=args.pseudonym_key, qc=args.qc,
+                                user_regions=user_regions, dicom_results=args.dicom_results,
+                                db_path=args.db,
                                 workers=workers_from(args), progress_stream=sys.stderr)
     except KeyboardInterrupt:
         print(f"calcitrack analyze: interrupted; the films finished so far are in {args.out} "

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import logging
+import multiprocessing
 import os
 import resource
 import time
@@ -34,10 +36,11 @@ import cv2
 import pebble
 
 from imaging.config import AnalysisConfig
-from imaging.export import (DEPOSIT_COLUMNS, IMAGE_COLUMNS, Provenance, Status, encode_png,
-                            image_row, write_csv)
+from imaging.export import (DEPOSIT_COLUMNS, IMAGE_COLUMNS, REGION_COLUMNS, Provenance, Status,
+                            encode_png, image_row, write_csv)
 from imaging.files import remove_stale_temporaries, write_bytes
 from imaging.pseudonym import patient_key, resolve_key
+from imaging.regions import UserRegions
 
 from .film import analyze_film
 from .inputs import InputFile, plan_inputs
@@ -50,8 +53,10 @@ CSV_INTERVAL_S = 2.0
 DEFAULT_TIMEOUT_S = 300.0
 #: Default memory guard: address space a worker may add to what it holds after start-up.
 DEFAULT_MEMORY_LIMIT_MB = 4096
-#: Films handed out per worker ahead of time (keeps workers busy, bounds memory in flight).
+#: Films handed out per worker ahead of time (keeps workers busy, bounds memory in flight);
+#: more on Dask, where each task also waits for a scheduler round trip.
 _TASKS_PER_WORKER = 2
+_TASKS_PER_DASK_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class FilmTask:
     user_spacing: tuple[float, float] | None
     pseudonym_key: str
     qc: bool
+    user_regions: UserRegions | None = None
+    dicom_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,18 +128,25 @@ class FilmOutput:
         The ``images.csv`` row.
     deposits : tuple of dict
         The ``deposits.csv`` rows.
+    regions : tuple of dict
+        The ``regions.csv`` rows.
     study_instance_uid : str or None
     mask_png, qc_png : bytes or None
         The label image and QC overlay, encoded (small to send back from a cluster).
+    seg_dcm, sr_dcm : bytes or None
+        The DICOM SEG and SR files, when asked for.
     peak_memory_mb : float or None
         Peak resident memory of the worker process so far.
     """
 
     image: dict
     deposits: tuple[dict, ...] = ()
+    regions: tuple[dict, ...] = ()
     study_instance_uid: str | None = None
     mask_png: bytes | None = None
     qc_png: bytes | None = None
+    seg_dcm: bytes | None = None
+    sr_dcm: bytes | None = None
     peak_memory_mb: float | None = None
 
     @property
@@ -163,20 +177,31 @@ def run_film_task(task: FilmTask) -> FilmOutput:
     """Analyse one film in a worker and encode its images (the unit of parallel work)."""
     cv2.setNumThreads(1)  # one film per core: OpenCV's own threads would only compete
     result = analyze_film(task.path, task.image_id, task.config, user_spacing=task.user_spacing,
-                          pseudonym_key=task.pseudonym_key, qc=task.qc)
+                          pseudonym_key=task.pseudonym_key, qc=task.qc,
+                          user_regions=task.user_regions, dicom_results=task.dicom_results)
     return FilmOutput(
-        image=result.image, deposits=result.deposits,
+        image=result.image, deposits=result.deposits, regions=result.regions,
         study_instance_uid=result.study_instance_uid,
         mask_png=None if result.labels is None else encode_png(result.labels),
         qc_png=None if result.overlay is None else encode_png(result.overlay),
+        seg_dcm=_dicom_bytes(result.segmentation), sr_dcm=_dicom_bytes(result.report),
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def options_hash(user_spacing, pseudonym_key: str | None, qc: bool) -> str:
+def _dicom_bytes(dataset) -> bytes | None:
+    if dataset is None:
+        return None
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def options_hash(user_spacing, pseudonym_key: str | None, qc: bool,
+                 user_regions: UserRegions | None = None, dicom_results: bool = False) -> str:
     """Fingerprint of the run options that change a film's outputs besides the configuration.
 
     The pseudonym key enters through a keyed hash of a fixed text, so the fingerprint does
-    not reveal it.
+    not reveal it; user regions by a hash of their polygons.
 
     Examples
     --------
@@ -187,11 +212,14 @@ def options_hash(user_spacing, pseudonym_key: str | None, qc: bool) -> str:
     """
     spacing = "none" if user_spacing is None else ",".join(f"{v!r}" for v in user_spacing)
     key_check = patient_key("calcitrack options check", key=resolve_key(pseudonym_key))
-    return f"spacing={spacing};key={key_check};qc={int(bool(qc))}"
+    regions = "auto" if user_regions is None else user_regions.fingerprint()
+    return (f"spacing={spacing};key={key_check};qc={int(bool(qc))};regions={regions};"
+            f"dicom={int(bool(dicom_results))}")
 
 
 def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                   user_spacing=None, pseudonym_key: str | None = None, qc: bool = True,
+                  user_regions: UserRegions | None = None, dicom_results: bool = False,
                   db_path: str | os.PathLike | None = None, workers: Workers = Workers(),
                   progress_stream=None) -> RunSummary:
     """Analyse every film below `paths` and write the outputs in `out_dir`.
@@ -205,8 +233,8 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
         Files or folders (walked recursively).
     out_dir : str or os.PathLike
     config : AnalysisConfig
-    user_spacing, pseudonym_key, qc
-        As for `pipelines.analyze.analyze_film`.
+    user_spacing, pseudonym_key, qc, user_regions, dicom_results
+        As for `pipelines.film.analyze_film`.
     db_path : str or os.PathLike, optional
         The results store (default: `DATABASE_NAME` in `out_dir`).
     workers : Workers
@@ -228,7 +256,7 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
         remove_stale_temporaries(out_dir)
     provenance = Provenance.of(config)
     key = resolve_key(pseudonym_key)
-    options = options_hash(user_spacing, key, qc)
+    options = options_hash(user_spacing, key, qc, user_regions, dicom_results)
     tables = _Tables(out_dir, len(inputs))
     peak_memory = []
     progress = (BatchProgress(len(inputs), stream=progress_stream)
@@ -243,7 +271,7 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
             if not reused:
                 _write_images(out_dir, output)
                 store.record_film(run_id, content_hash, output.image, output.deposits,
-                                  study_instance_uid=output.study_instance_uid,
+                                  output.regions, study_instance_uid=output.study_instance_uid,
                                   options_hash=options)
             tables.set(index, output, reused)
             if output.peak_memory_mb is not None:
@@ -270,13 +298,14 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                     continue
                 content_hash = file_content_hash(item.path)
                 earlier = _finished_output(store, out_dir, item, content_hash,
-                                           provenance.config_hash, options, qc)
+                                           provenance.config_hash, options)
                 if earlier is not None:
                     finish(index, earlier, content_hash, reused=True)
                     continue
                 while len(pending) >= pool.capacity:
                     collect(block=True)
-                task = FilmTask(os.fspath(item.path), item.image_id, config, user_spacing, key, qc)
+                task = FilmTask(os.fspath(item.path), item.image_id, config, user_spacing, key, qc,
+                                user_regions, dicom_results)
                 pending[pool.submit(task)] = (index, item, content_hash)
                 collect(block=False)
                 tables.write_if_due()
@@ -318,6 +347,8 @@ class _Tables:
         write_csv(self._out_dir / "images.csv", [output.image for output in done], IMAGE_COLUMNS)
         write_csv(self._out_dir / "deposits.csv",
                   [row for output in done for row in output.deposits], DEPOSIT_COLUMNS)
+        write_csv(self._out_dir / "regions.csv",
+                  [row for output in done for row in output.regions], REGION_COLUMNS)
         self._written_at = time.monotonic()
         self._changed = False
 
@@ -333,10 +364,10 @@ class _Tables:
 
 
 def _write_images(out_dir: Path, output: FilmOutput) -> None:
-    if output.mask_png is not None:
-        write_bytes(out_dir / output.image["mask_path"], output.mask_png)
-    if output.qc_png is not None:
-        write_bytes(out_dir / output.image["qc_path"], output.qc_png)
+    for column, data in (("mask_path", output.mask_png), ("qc_path", output.qc_png),
+                         ("seg_path", output.seg_dcm), ("sr_path", output.sr_dcm)):
+        if data is not None:
+            write_bytes(out_dir / output.image[column], data)
 
 
 def _skipped_output(item: InputFile, provenance: Provenance) -> FilmOutput:
@@ -345,21 +376,24 @@ def _skipped_output(item: InputFile, provenance: Provenance) -> FilmOutput:
 
 
 def _finished_output(store: ResultsStore, out_dir: Path, item: InputFile,
-                     content_hash: str | None, config_hash: str, options: str,
-                     qc: bool) -> FilmOutput | None:
+                     content_hash: str | None, config_hash: str,
+                     options: str) -> FilmOutput | None:
     """The film's results from an earlier run, when complete on disk; else None."""
     found = store.finished_film(content_hash, config_hash, options)
     if found is None:
         return None
-    image, deposits = found
-    wanted = [image["mask_path"]] + ([image["qc_path"]] if qc else [])
+    image, deposits, regions = found
+    written = [image[column] for column in ("mask_path", "qc_path", "seg_path", "sr_path")
+               if image[column]]
     if (image["image_id"] != item.image_id
-            or not all(path and (out_dir / path).is_file() for path in wanted)):
+            or not all((out_dir / path).is_file() for path in written)):
         return None
     image = {column: image[column] for column in IMAGE_COLUMNS}
     image["source_path"] = os.fspath(item.path)
     return FilmOutput(image, tuple({column: row[column] for column in DEPOSIT_COLUMNS}
-                                   for row in deposits))
+                                   for row in deposits),
+                      tuple({column: row[column] for column in REGION_COLUMNS}
+                            for row in regions))
 
 
 def _failure_line(output: FilmOutput) -> str | None:
@@ -391,7 +425,8 @@ class _ProcessPool:
         self._timeout_s = workers.timeout_s
         self.capacity = workers.jobs * _TASKS_PER_WORKER
         self._pool = pebble.ProcessPool(max_workers=workers.jobs, initializer=_guard_memory,
-                                        initargs=(workers.memory_limit_mb,))
+                                        initargs=(workers.memory_limit_mb,),
+                                        context=_worker_context())
 
     def submit(self, task: FilmTask):
         return self._pool.schedule(run_film_task, args=(task,), timeout=self._timeout_s)
@@ -425,6 +460,18 @@ class _ProcessPool:
         else:
             self._pool.close()
         self._pool.join()
+
+
+def _worker_context():
+    """Workers fork from a clean server process, never from this one.
+
+    Forking a process whose OpenCV (or BLAS) thread pool has run leaves the child with a pool
+    whose threads are gone: its first OpenCV call can deadlock. The fork server imports the
+    analysis once, runs nothing, and so forks clean workers quickly.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pipelines.batch"])
+    return context
 
 
 def _guard_memory(limit_mb: float | None) -> None:
@@ -463,7 +510,7 @@ class _DaskPool:
                                       f"{workers.dask_scheduler} ({exc}); check the address "
                                       "and that `dask scheduler` is running") from None
         n_workers = max(len(self._client.scheduler_info()["workers"]), 1)
-        self.capacity = n_workers * _TASKS_PER_WORKER
+        self.capacity = n_workers * _TASKS_PER_DASK_WORKER
 
     def submit(self, task: FilmTask):
         return self._client.submit(run_film_task, task, pure=False)

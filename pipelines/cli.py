@@ -12,6 +12,7 @@ import textwrap
 import imaging
 from imaging import CalcitrackError, ConfigError, read_radiograph
 from imaging.config import AnalysisConfig, load_config
+from imaging.regions import RegionError
 
 from . import analyze, phantoms
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, RegionError) as exc:
         print(f"calcitrack {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import pydicom
+
 from imaging import CalcitrackError, read_radiograph
+from imaging.burden import assign_deposits, region_burden
 from imaging.config import AnalysisConfig
 from imaging.deposits import find_deposits
+from imaging.dicom_results import deposit_segmentation, measurement_report
 from imaging.export import (Provenance, Status, deposit_rows, image_row, label_image,
-                            qc_overlay)
+                            qc_overlay, region_rows)
+from imaging.regions import UserRegions, region_map
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +41,10 @@ class FilmResult:
         The QC overlay (BGR), when asked for.
     study_instance_uid : str or None
         The film's study, for the results store.
+    regions : tuple of dict
+        Its ``regions.csv`` rows (one per region, then ``all``).
+    segmentation, report : pydicom.Dataset or None
+        DICOM SEG of the deposits and SR of the burden, when asked for and the film is DICOM.
     """
 
     image: dict
@@ -43,6 +52,9 @@ class FilmResult:
     labels: np.ndarray | None = None
     overlay: np.ndarray | None = None
     study_instance_uid: str | None = None
+    regions: tuple[dict, ...] = ()
+    segmentation: pydicom.Dataset | None = None
+    report: pydicom.Dataset | None = None
 
     @property
     def status(self) -> Status:
@@ -51,8 +63,9 @@ class FilmResult:
 
 def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig, *,
                  user_spacing=None, pseudonym_key: str | None = None,
-                 qc: bool = True) -> FilmResult:
-    """Read one film, find its deposits and build everything to write (writes nothing).
+                 qc: bool = True, user_regions: UserRegions | None = None,
+                 dicom_results: bool = False) -> FilmResult:
+    """Read one film, find its deposits, measure the burden per region (writes nothing).
 
     Any failure becomes an error row: a `CalcitrackError` gives its one-line message with the
     remedy, any other exception its type and message.
@@ -68,6 +81,10 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
         Secret for patient keys (default: ``$CALCITRACK_PSEUDONYM_KEY``).
     qc : bool
         Draw the QC overlay.
+    user_regions : UserRegions, optional
+        The study's own scoring zones, instead of the automatic anatomical regions.
+    dicom_results : bool
+        Build a DICOM SEG and SR too (DICOM films only; others get a note why not).
     """
     source = os.fspath(path)
     provenance = Provenance.of(config)
@@ -77,7 +94,21 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
                                      max_megapixels=config.max_megapixels)
         findings = find_deposits(radiograph, config)
         labels = label_image(findings.labels)
-        overlay = qc_overlay(radiograph, findings, image_id) if qc else None
+        regions = region_map(radiograph, findings, config.regions, user_regions)
+        infos = assign_deposits(regions, findings, radiograph, config.burden,
+                                periarticular_mm=config.regions.periarticular_mm)
+        burden = region_burden(regions, findings, infos, calibrated=radiograph.is_calibrated,
+                               config=config.burden)
+        overlay = qc_overlay(radiograph, findings, image_id, regions) if qc else None
+        segmentation = report = None
+        notes = list(regions.notes)
+        if dicom_results:
+            if radiograph.metadata.sop_instance_uid is None:
+                notes.append("no DICOM SEG/SR: the film is not a DICOM file")
+            else:
+                source_dataset = pydicom.dcmread(path, stop_before_pixels=True)
+                segmentation = deposit_segmentation(source_dataset, labels)
+                report = measurement_report(source_dataset, burden, segmentation=segmentation)
     except CalcitrackError as exc:
         error = str(exc)
     except MemoryError:
@@ -89,9 +120,15 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
     else:
         row = image_row(image_id, source, provenance, radiograph=radiograph, findings=findings,
                         mask_path=f"masks/{image_id}.png",
-                        qc_path=f"qc/{image_id}.png" if qc else None)
-        return FilmResult(row, tuple(deposit_rows(image_id, radiograph, findings, provenance)),
-                          labels, overlay, radiograph.metadata.study_instance_uid)
+                        qc_path=f"qc/{image_id}.png" if qc else None,
+                        seg_path=None if segmentation is None else f"dicom/{image_id}.seg.dcm",
+                        sr_path=None if report is None else f"dicom/{image_id}.sr.dcm",
+                        notes=tuple(notes), film_burden=burden[-1],
+                        region_scheme=regions.kind)
+        return FilmResult(
+            row, tuple(deposit_rows(image_id, radiograph, findings, provenance, infos)), labels,
+            overlay, radiograph.metadata.study_instance_uid,
+            tuple(region_rows(image_id, radiograph, burden, provenance)), segmentation, report)
     return FilmResult(image_row(image_id, source, provenance, status=Status.ERROR,
                                 radiograph=radiograph, error=error),
                       study_instance_uid=None if radiograph is None

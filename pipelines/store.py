@@ -198,8 +198,42 @@ _MIGRATION_4 = (
     "ALTER TABLE images ADD COLUMN options_hash TEXT",
 )
 
+_MIGRATION_5 = (
+    # Burden per region (imaging.burden): deposits get their region details, images the
+    # film's scores, regions every column of regions.csv. BOOLEAN columns read back as bool.
+    "ALTER TABLE deposits ADD COLUMN fingertip BOOLEAN",
+    "ALTER TABLE deposits ADD COLUMN periarticular BOOLEAN",
+    "ALTER TABLE deposits ADD COLUMN joint_distance_mm REAL",
+    "ALTER TABLE deposits ADD COLUMN morphology TEXT",
+    "ALTER TABLE deposits ADD COLUMN density_weight INTEGER",
+    "ALTER TABLE images ADD COLUMN seg_path TEXT",
+    "ALTER TABLE images ADD COLUMN sr_path TEXT",
+    "ALTER TABLE images ADD COLUMN density_score_mm2 REAL",
+    "ALTER TABLE images ADD COLUMN integrated_density_mm2 REAL",
+    "ALTER TABLE images ADD COLUMN severity TEXT",
+    "ALTER TABLE images ADD COLUMN region_scheme TEXT",
+    "ALTER TABLE regions ADD COLUMN image_id TEXT",
+    "ALTER TABLE regions ADD COLUMN largest_area_px INTEGER",
+    "ALTER TABLE regions ADD COLUMN largest_area_mm2 REAL",
+    "ALTER TABLE regions ADD COLUMN mean_relative_density REAL",
+    "ALTER TABLE regions ADD COLUMN density_score_px REAL",
+    "ALTER TABLE regions ADD COLUMN density_score_mm2 REAL",
+    "ALTER TABLE regions ADD COLUMN integrated_density_px REAL",
+    "ALTER TABLE regions ADD COLUMN integrated_density_mm2 REAL",
+    "ALTER TABLE regions ADD COLUMN n_fingertip INTEGER",
+    "ALTER TABLE regions ADD COLUMN n_periarticular INTEGER",
+    "ALTER TABLE regions ADD COLUMN n_stone INTEGER",
+    "ALTER TABLE regions ADD COLUMN n_mousse INTEGER",
+    "ALTER TABLE regions ADD COLUMN n_plate INTEGER",
+    "ALTER TABLE regions ADD COLUMN n_net INTEGER",
+    "ALTER TABLE regions ADD COLUMN severity TEXT",
+    "ALTER TABLE regions ADD COLUMN spacing_source TEXT",
+    "ALTER TABLE regions ADD COLUMN calcitrack_version TEXT",
+    "ALTER TABLE regions ADD COLUMN config_hash TEXT",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
-                                           _MIGRATION_4)
+                                           _MIGRATION_4, _MIGRATION_5)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.
@@ -255,6 +289,26 @@ WHERE (:patient_key IS NULL OR patient_key = :patient_key)
 ORDER BY image_id, image_pk
 """
 _DEPOSITS_SQL = "SELECT * FROM deposits WHERE image_pk = ? ORDER BY deposit_id"
+COMPARISON_COLUMNS = (
+    "baseline_area_px", "followup_area_px", "baseline_area_mm2", "followup_area_mm2",
+    "change_pct", "category", "n_matched", "n_new", "n_resolved",
+)
+"""Columns of a ``comparisons`` row besides its keys (a region row of ``changes.csv``)."""
+_RECORD_COMPARISON_SQL = f"""
+INSERT INTO comparisons (run_id, baseline_image_pk, followup_image_pk, region,
+                         {", ".join(COMPARISON_COLUMNS)})
+VALUES (:run_id, :baseline_image_pk, :followup_image_pk, :region,
+        {", ".join(":" + c for c in COMPARISON_COLUMNS)})
+ON CONFLICT (baseline_image_pk, followup_image_pk, region) DO UPDATE SET
+    run_id = excluded.run_id,
+    {", ".join(f"{c} = excluded.{c}" for c in COMPARISON_COLUMNS)}
+"""
+_COMPARISONS_SQL = """
+SELECT * FROM comparisons
+WHERE (:image_pk IS NULL OR baseline_image_pk = :image_pk OR followup_image_pk = :image_pk)
+ORDER BY baseline_image_pk, followup_image_pk, region = 'all' DESC, region
+"""
+_REGIONS_SQL = "SELECT * FROM regions WHERE image_pk = ? ORDER BY rowid"
 
 
 class StoreError(CalcitrackError):
@@ -276,7 +330,9 @@ class ResultsStore:
         self._db = connection
         self.path = path
         self._columns = {table: _table_columns(connection, table)
-                         for table in ("images", "deposits")}
+                         for table in ("images", "deposits", "regions")}
+        self._booleans = {table: _boolean_columns(connection, table)
+                          for table in ("images", "deposits", "regions")}
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ResultsStore:
@@ -339,7 +395,8 @@ class ResultsStore:
             self._db.execute(_FINISH_RUN_SQL, (_now(), run_id))
 
     def finished_film(self, content_hash: str | None, config_hash: str,
-                      options_hash: str | None = None) -> tuple[dict, list[dict]] | None:
+                      options_hash: str | None = None
+                      ) -> tuple[dict, list[dict], list[dict]] | None:
         """The recorded results of a film analysed with this configuration and these options.
 
         Only ``ok`` rows count: a resumed run tries failed films again, since failures often
@@ -356,8 +413,9 @@ class ResultsStore:
 
         Returns
         -------
-        (dict, list of dict) or None
-            The image row and its deposit rows, as recorded; None when not finished.
+        (dict, list of dict, list of dict) or None
+            The image row, its deposit rows and region rows, as recorded; None when not
+            finished.
         """
         if content_hash is None:
             return None
@@ -366,10 +424,11 @@ class ResultsStore:
         found = self._db.execute(_FINISHED_FILM_SQL, query).fetchone()
         if found is None:
             return None
-        return dict(found), self.deposits(found["image_pk"])
+        image = self._typed("images", found)
+        return image, self.deposits(image["image_pk"]), self.regions(image["image_pk"])
 
     def record_film(self, run_id: int, content_hash: str | None, image_row: dict,
-                    deposit_rows=(), *, study_instance_uid: str | None = None,
+                    deposit_rows=(), region_rows=(), *, study_instance_uid: str | None = None,
                     options_hash: str | None = None) -> int:
         """Record one film's results in one transaction; return its ``image_pk``.
 
@@ -388,6 +447,8 @@ class ResultsStore:
             Its ``images.csv`` row (`imaging.export.image_row`).
         deposit_rows : iterable of dict
             Its ``deposits.csv`` rows; there must be ``n_deposits`` of them.
+        region_rows : iterable of dict
+            Its ``regions.csv`` rows.
         study_instance_uid : str, optional
             Groups the film with the others of its study.
         options_hash : str, optional
@@ -422,6 +483,8 @@ class ResultsStore:
             if recorded != expected:
                 raise ValueError(f"{image['image_id']}: {recorded} deposit rows for "
                                  f"n_deposits = {expected}; the film was not recorded")
+            for row in region_rows:
+                self._insert("regions", {**row, "image_pk": image_pk})
         return image_pk
 
     def images(self, *, patient_key: str | None = None, config_hash: str | None = None,
@@ -429,11 +492,25 @@ class ResultsStore:
         """Image rows, all or those matching every filter given, ordered by ``image_id``."""
         query = {"patient_key": patient_key, "config_hash": config_hash,
                  "status": None if status is None else str(status)}
-        return [dict(row) for row in self._db.execute(_IMAGES_SQL, query)]
+        return [self._typed("images", row) for row in self._db.execute(_IMAGES_SQL, query)]
 
     def deposits(self, image_pk: int) -> list[dict]:
         """The deposit rows of one image, in label order."""
-        return [dict(row) for row in self._db.execute(_DEPOSITS_SQL, (image_pk,))]
+        return [self._typed("deposits", row)
+                for row in self._db.execute(_DEPOSITS_SQL, (image_pk,))]
+
+    def regions(self, image_pk: int) -> list[dict]:
+        """The region rows of one image, in the order recorded (``all`` last)."""
+        return [self._typed("regions", row)
+                for row in self._db.execute(_REGIONS_SQL, (image_pk,))]
+
+    def _typed(self, table: str, row: sqlite3.Row) -> dict:
+        """A row as a dict, BOOLEAN columns as bool (SQLite stores them as 0/1)."""
+        values = dict(row)
+        for column in self._booleans[table]:
+            if values.get(column) is not None:
+                values[column] = bool(values[column])
+        return values
 
     def burden_over_time(self, patient_key: str, body_part: str | None = None,
                          laterality: str | None = None,
@@ -476,6 +553,32 @@ class ResultsStore:
         if unknown:
             raise ValueError(f"the {table} table has no column {', '.join(sorted(unknown))}: "
                              "add a migration to pipelines/store.py")
+
+    def record_comparison(self, run_id: int, baseline_image_pk: int, followup_image_pk: int,
+                          region_rows) -> None:
+        """Record the change between two recorded films, one row per region, in one transaction.
+
+        A pair compared again (same baseline, follow-up and region) replaces its rows.
+
+        Parameters
+        ----------
+        run_id : int
+        baseline_image_pk, followup_image_pk : int
+            From `record_film`.
+        region_rows : iterable of dict
+            ``changes.csv`` rows of the pair: ``region`` and `COMPARISON_COLUMNS` (others
+            are ignored).
+        """
+        with _transaction(self._db):
+            for row in region_rows:
+                values = {c: _sql_value(row.get(c)) for c in COMPARISON_COLUMNS}
+                self._db.execute(_RECORD_COMPARISON_SQL, {
+                    **values, "run_id": run_id, "baseline_image_pk": baseline_image_pk,
+                    "followup_image_pk": followup_image_pk, "region": str(row["region"])})
+
+    def comparisons(self, *, image_pk: int | None = None) -> list[dict]:
+        """Comparison rows, all or those involving one image, ``region = 'all'`` first."""
+        return [dict(row) for row in self._db.execute(_COMPARISONS_SQL, {"image_pk": image_pk})]
 
 
 def connect(path: str | os.PathLike) -> sqlite3.Connection:
@@ -583,6 +686,11 @@ def _user_version(connection: sqlite3.Connection) -> int:
 
 def _table_columns(connection: sqlite3.Connection, table: str) -> tuple[str, ...]:
     return tuple(row["name"] for row in connection.execute(f"PRAGMA table_info({table})"))
+
+
+def _boolean_columns(connection: sqlite3.Connection, table: str) -> frozenset[str]:
+    return frozenset(row["name"] for row in connection.execute(f"PRAGMA table_info({table})")
+                     if row["type"].upper() == "BOOLEAN")
 
 
 def _study_key(study_instance_uid: str | None, image_row: dict) -> str | None:

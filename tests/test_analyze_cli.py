@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -221,3 +222,92 @@ def test_a_missing_file_is_an_error_row_not_a_crash(films, tmp_path, capsys):
     assert "no_such_film.dcm" in rows["no_such_film"]["error"]
     err = capsys.readouterr().err
     assert "Traceback" not in err and "0 films analysed, 2 failed" in err
+
+
+# --- burden per region, user regions, DICOM SEG/SR -------------------------------------------
+
+def test_regions_csv_sums_to_the_film_totals(run):
+    _, out, images, deposits = run
+    regions = _read_csv(out / "regions.csv")
+    for image_id, image in images.items():
+        if image["status"] != "ok":
+            assert not [r for r in regions if r["image_id"] == image_id]
+            continue
+        rows = [r for r in regions if r["image_id"] == image_id]
+        assert rows[-1]["region"] == "all"
+        assert int(rows[-1]["n_deposits"]) == int(image["n_deposits"])
+        assert int(rows[-1]["area_px"]) == int(image["total_area_px"])
+        parts = rows[:-1]  # none when the film is one region ('all')
+        names = {r["region"] for r in rows}
+        assert {d["region"] for d in deposits if d["image_id"] == image_id} <= names
+        if parts:
+            assert sum(int(r["n_deposits"]) for r in parts) == int(image["n_deposits"])
+            assert sum(int(r["area_px"]) for r in parts) == int(image["total_area_px"])
+        assert rows[-1]["severity"] == image["severity"]
+
+
+def _write_geojson(path: Path, features, units="mm") -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "units": units,
+                                "features": features}))
+    return path
+
+
+def _square(name, x0, y0, x1, y1):
+    return {"type": "Feature", "properties": {"name": name},
+            "geometry": {"type": "Polygon",
+                         "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+
+
+def test_user_regions_from_geojson_name_the_deposits(films, tmp_path):
+    half = 30.0  # mm from the left edge: no deposit of the film lies near it
+    zones = _write_geojson(tmp_path / "zones.geojson", [
+        _square("left", 0, 0, half, SHAPE[0] * SPACING_MM),
+        _square("right", half, 0, SHAPE[1] * SPACING_MM, SHAPE[0] * SPACING_MM)])
+    out = tmp_path / "out"
+    assert main(["analyze", str(films / "visit1_hand.dcm"), "--out", str(out), "--no-qc",
+                 "--regions", str(zones)]) == 0
+    deposits = _read_csv(out / "deposits.csv")
+    assert deposits and {d["region"] for d in deposits} <= {"left", "right"}
+    for deposit in deposits:
+        expected = "left" if float(deposit["centroid_col"]) * SPACING_MM < half else "right"
+        assert deposit["region"] == expected
+    (image,) = _read_csv(out / "images.csv")
+    assert image["region_scheme"] == "user"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "JSON"),
+    ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+     '"geometry": {"type": "Point", "coordinates": [1, 2]}}]}', "Polygon"),
+])
+def test_an_invalid_region_file_is_a_usage_error_naming_it(films, tmp_path, capsys, content,
+                                                           message):
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(content)
+    assert main(["analyze", str(films / "visit1_hand.dcm"), "--out", str(tmp_path / "out"),
+                 "--regions", str(zones)]) == 2
+    err = capsys.readouterr().err
+    assert "zones.geojson" in err and message in err
+    assert not (tmp_path / "out" / "images.csv").exists()
+
+
+def test_dicom_results_are_a_seg_and_an_sr_that_highdicom_reads(films, tmp_path):
+    import highdicom as hd
+    import pydicom
+
+    out = tmp_path / "out"
+    assert main(["analyze", str(films / "visit1_hand.dcm"), "--out", str(out), "--no-qc",
+                 "--dicom-results"]) == 0
+    (image,) = _read_csv(out / "images.csv")
+    seg = hd.seg.segread(out / image["seg_path"])
+    source = pydicom.dcmread(films / "visit1_hand.dcm")
+    mask = cv2.imread(str(out / image["mask_path"]), cv2.IMREAD_UNCHANGED)
+    segment = seg.get_pixels_by_source_instance(
+        [source.SOPInstanceUID], segment_numbers=[1]).squeeze()
+    assert np.array_equal(segment > 0, mask > 0)
+    sr = pydicom.dcmread(out / image["sr_path"])
+    assert sr.Modality == "SR" and sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comp. 3D
+    assert sr.StudyInstanceUID == source.StudyInstanceUID
+    report = hd.sr.srread(out / image["sr_path"])
+    groups = report.content.get_planar_roi_measurement_groups()
+    assert len(groups) == len(_read_csv(out / "regions.csv"))

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import imaging
+from imaging.burden import DepositInfo
 from imaging import Radiograph, SpacingSource
 from imaging.anatomy import Anatomy
 from imaging.config import AnalysisConfig
@@ -123,6 +124,13 @@ def test_label_images_that_do_not_fit_are_refused(bad, message):
         label_image(bad)
 
 
+def _infos(findings):
+    regions = ("digit2", "palm")
+    return tuple(DepositInfo(deposit.label, regions[index % 2], False, index == 0,
+                             0.5 if index == 0 else 9.0, "stone", 2, 1, 1.5)
+                 for index, deposit in enumerate(findings.deposits))
+
+
 def test_calibrated_rows_carry_areas_in_mm2_from_the_film_spacing():
     film = _film(spacing=(0.2, 0.25))
     findings = _findings(film, _labels())
@@ -135,11 +143,13 @@ def test_calibrated_rows_carry_areas_in_mm2_from_the_film_spacing():
     assert row["largest_area_mm2"] == pytest.approx(20 * 0.05)
     assert row["mean_relative_density"] == pytest.approx((20 * 0.5 + 2 * 1.0) / 22)
     assert row["nominal_spacing_mm"] is None
-    deposits = deposit_rows("f", film, findings, PROVENANCE)
+    deposits = deposit_rows("f", film, findings, PROVENANCE, _infos(findings))
     assert [tuple(r) for r in deposits] == [DEPOSIT_COLUMNS] * 2
     assert [r["deposit_id"] for r in deposits] == [1, 2]
     assert deposits[0]["area_mm2"] == pytest.approx(1.0)
-    assert all(r["region"] == "film" and r["config_hash"] == "abcdef012345" for r in deposits)
+    assert [r["region"] for r in deposits] == ["digit2", "palm"]
+    assert [r["periarticular"] for r in deposits] == [True, False]
+    assert all(r["config_hash"] == "abcdef012345" for r in deposits)
 
 
 def test_uncalibrated_rows_have_pixels_but_never_mm():
@@ -151,7 +161,7 @@ def test_uncalibrated_rows_have_pixels_but_never_mm():
     assert row["total_area_px"] == 22 and row["nominal_spacing_mm"] == 0.15
     assert row["total_area_mm2"] is None and row["largest_area_mm2"] is None
     assert "uncalibrated" in row["notes"]
-    for deposit in deposit_rows("f", film, findings, PROVENANCE):
+    for deposit in deposit_rows("f", film, findings, PROVENANCE, _infos(findings)):
         assert deposit["area_px"] > 0 and deposit["equivalent_diameter_px"] == 5.0
         assert all(deposit[name] is None for name in
                    ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm"))
@@ -190,7 +200,8 @@ def test_csv_rows_read_back_with_the_csv_module(tmp_path):
     film = _film()
     findings = _findings(film, _labels())
     path = tmp_path / "deposits.csv"
-    write_csv(path, deposit_rows("f", film, findings, PROVENANCE), DEPOSIT_COLUMNS)
+    write_csv(path, deposit_rows("f", film, findings, PROVENANCE, _infos(findings)),
+              DEPOSIT_COLUMNS)
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["area_px"] for r in rows] == ["20", "2"]

@@ -222,8 +222,9 @@ def test_only_ok_films_of_the_same_configuration_and_options_are_finished(store,
     store.record_film(run_id, _content_hash("notes"), _image_row("notes", None,
                                                                  status="skipped"), [])
     store.record_film(run_id, _content_hash("bad"), _image_row("bad", None, status="error"), [])
-    image, deposits = store.finished_film(_content_hash("ok"), CONFIG_HASH, "opts")
+    image, deposits, regions = store.finished_film(_content_hash("ok"), CONFIG_HASH, "opts")
     assert image["image_id"] == "ok" and [row["deposit_id"] for row in deposits] == [1, 2]
+    assert regions == []
     assert store.finished_film(_content_hash("ok"), CONFIG_HASH) is None  # other options
     assert store.finished_film(_content_hash("ok"), "other", "opts") is None
     assert store.finished_film(_content_hash("notes"), CONFIG_HASH) is None

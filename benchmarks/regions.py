@@ -1,0 +1,189 @@
+"""Regions, per-region burden and density scores measured against phantom truth.
+
+Prints a table. For each anatomy (hand, forearm, lower leg) and seed:
+
+- region assignment: the region `assign_deposits` gives each deposit against the truth
+  deposit's ``region``, (a) with the truth mask as the "detection" (isolates the region
+  logic; the film's anatomy still comes from the detector) and (b) for the real detector's
+  deposits matched to a truth deposit;
+- per-region area: the summed area per region against the truth's, (a) and (b);
+- density scores under a change of exposure only: the same scene and deposits re-exposed at
+  dose 0.5 and 2 (new noise), film-level density-weighted score and integrated density
+  against dose 1, with the truth mask (a) and with the detector (b);
+- morphology (stone/mousse/plate/net truth deposits, truth mask) and periarticular flags.
+
+Run: ``.venv/bin/python benchmarks/regions.py [--films N]`` (default 8 per anatomy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from imaging.burden import assign_deposits, region_burden  # noqa: E402
+from imaging.config import AnalysisConfig  # noqa: E402
+from imaging.deposits import DepositFindings, contrast_to_noise, find_deposits  # noqa: E402
+from imaging.evaluation import match_deposits  # noqa: E402
+from imaging.measure import measure_deposits  # noqa: E402
+from imaging.phantom import PhantomSpec, build_anatomy, make_film  # noqa: E402
+from imaging.phantom.acquisition import make_hardware, render_scene  # noqa: E402
+from imaging.phantom.film import acquisition_for, assemble_film  # noqa: E402
+from imaging.phantom.truth import render_film  # noqa: E402
+from imaging.config import RegionConfig  # noqa: E402
+from imaging.regions import region_map  # noqa: E402
+
+ANATOMIES = ("hand", "forearm", "lower_leg")
+
+
+def truth_findings(film, findings: DepositFindings, config: AnalysisConfig) -> DepositFindings:
+    """The detector's anatomy and grid with the truth label image as the deposits."""
+    grid, anatomy = findings.grid, findings.anatomy
+    background, _ = contrast_to_noise(grid, anatomy, config)
+    import cv2
+    labels = film.truth_labels.astype(np.int32)
+    deposits = measure_deposits(
+        film.radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
+        grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
+        soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+    return DepositFindings(labels, deposits, anatomy, grid)
+
+
+def redose(film, dose: float):
+    """The same patient, pose and deposits, exposed at another dose (with new noise)."""
+    spec = dataclasses.replace(film.spec, dose=dose)
+    anatomy = build_anatomy(spec.anatomy, spec.patient_seed)
+    acquisition = acquisition_for(spec, np.random.default_rng([spec.seed, 7]))
+    acquisition = dataclasses.replace(acquisition, noise_seed=acquisition.noise_seed + int(dose * 1000))
+    metal = (make_hardware(spec.metal, anatomy, np.random.default_rng([spec.patient_seed, 11]))
+             if spec.metal else ())
+    scene = render_scene(anatomy, acquisition, metal=metal)
+    return assemble_film(spec, scene, render_film(scene, film.shapes), film.shapes)
+
+
+def analyse(film, findings, config):
+    regions = region_map(film.radiograph, findings, RegionConfig())
+    infos = assign_deposits(regions, findings, film.radiograph)
+    rows = region_burden(regions, findings, infos, calibrated=True)
+    return regions, infos, rows
+
+
+def film_scores(rows):
+    total = rows[-1]
+    return total["density_score_mm2"] or 0.0, total["integrated_density_mm2"] or 0.0
+
+
+def rel(a, b):
+    return abs(a - b) / b if b else (0.0 if a == 0 else float("inf"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--films", type=int, default=8, help="films per anatomy")
+    args = parser.parse_args(argv)
+    config = AnalysisConfig()
+    print(f"{'anatomy':10} {'assign(a)':>10} {'assign(b)':>10} {'area<=10%(a)':>13} "
+          f"{'area<=10%(b)':>13} {'dose dS(a)':>11} {'dose dI(a)':>11} {'dose dS(b)':>11} "
+          f"{'dose dI(b)':>11} {'s/film':>7}")
+    overall = collections.Counter()
+    confusion = collections.Counter()
+    periarticular = collections.Counter()
+    failures = []
+    for anatomy in ANATOMIES:
+        c = collections.Counter()
+        dose_s_a, dose_i_a, dose_s_b, dose_i_b = [], [], [], []
+        region_err_a, region_err_b = [], []
+        seconds = []
+        for seed in range(args.films):
+            film = make_film(PhantomSpec(anatomy=anatomy, seed=seed, spacing_mm=0.2,
+                                         laterality="L" if seed % 2 else "R"))
+            findings = find_deposits(film.radiograph, config)
+            if not findings.anatomy.body.any():
+                failures.append(f"{anatomy} seed {seed}: detector found no body (skipped)")
+                continue
+            truth = truth_findings(film, findings, config)
+            start = time.perf_counter()
+            regions, infos_a, rows_a = analyse(film, truth, config)
+            seconds.append(time.perf_counter() - start)
+            _, infos_b, rows_b = analyse(film, findings, config)
+            by_label = {d.deposit_id: d for d in film.deposits}
+            # (a) truth mask as detection
+            for info in infos_a:
+                t = by_label[info.label]
+                c["a_total"] += 1
+                c["a_ok"] += info.region == t.region
+                if t.morphology in ("stone", "mousse", "plate", "net"):
+                    confusion[(t.morphology, info.morphology)] += 1
+                periarticular[(t.periarticular, info.periarticular)] += 1
+            # (b) detector deposits matched to truth
+            pairs, _, _ = match_deposits(film.truth_labels, findings.labels)
+            region_of = {i.label: i.region for i in infos_b}
+            for truth_label, predicted in _pairs(pairs):
+                c["b_total"] += 1
+                c["b_ok"] += region_of[predicted] == by_label[truth_label].region
+            true_area = collections.Counter()
+            for d in film.deposits:
+                true_area[d.region] += d.area_mm2
+            for rows, errors in ((rows_a, region_err_a), (rows_b, region_err_b)):
+                got = {r["region"]: r["area_mm2"] for r in rows[:-1]}
+                for name, area in true_area.items():
+                    errors.append(rel(got.get(name, 0.0), area))
+            # dose change only
+            base_a, base_b = film_scores(rows_a), film_scores(rows_b)
+            for dose in (0.5, 2.0):
+                other = redose(film, dose)
+                other_findings = find_deposits(other.radiograph, config)
+                if not other_findings.anatomy.body.any():
+                    continue
+                scores_a = film_scores(analyse(other, truth_findings(other, other_findings, config),
+                                               config)[2])
+                scores_b = film_scores(analyse(other, other_findings, config)[2])
+                dose_s_a.append(rel(scores_a[0], base_a[0]))
+                dose_i_a.append(rel(scores_a[1], base_a[1]))
+                dose_s_b.append(rel(scores_b[0], base_b[0]))
+                dose_i_b.append(rel(scores_b[1], base_b[1]))
+        overall.update(c)
+        print(f"{anatomy:10} {c['a_ok']:>4}/{c['a_total']:<5} {c['b_ok']:>4}/{c['b_total']:<5} "
+              f"{np.mean(np.array(region_err_a) <= 0.1):>13.0%} "
+              f"{np.mean(np.array(region_err_b) <= 0.1):>13.0%} "
+              f"{np.median(dose_s_a):>11.1%} {np.median(dose_i_a):>11.1%} "
+              f"{np.median(dose_s_b):>11.1%} {np.median(dose_i_b):>11.1%} "
+              f"{np.mean(seconds):>7.2f}")
+        print(f"{'':10} dose change, max over films: dS(a) {max(dose_s_a):.1%}, dI(a) "
+              f"{max(dose_i_a):.1%}, dS(b) {max(dose_s_b):.1%}, dI(b) {max(dose_i_b):.1%}; "
+              f"median region area error (a) {np.median(region_err_a):.1%}, "
+              f"(b) {np.median(region_err_b):.1%}")
+    print(f"\nregion assignment: truth mask {overall['a_ok']}/{overall['a_total']} = "
+          f"{overall['a_ok'] / max(overall['a_total'], 1):.1%}; detector (matched) "
+          f"{overall['b_ok']}/{overall['b_total']} = {overall['b_ok'] / max(overall['b_total'], 1):.1%}")
+    print("morphology (truth -> assigned, truth mask):")
+    for truth in ("stone", "mousse", "plate", "net"):
+        row = {m: confusion[(truth, m)] for m in ("stone", "mousse", "plate", "net")}
+        n = sum(row.values())
+        print(f"  {truth:7} n={n:3}  " + "  ".join(f"{m} {v:3}" for m, v in row.items())
+              + (f"   correct {row[truth] / n:.0%}" if n else ""))
+    print("periarticular (truth, flagged): " + ", ".join(
+        f"{k}: {v}" for k, v in sorted(periarticular.items())))
+    for failure in failures:
+        print("note:", failure)
+    return 0
+
+
+def _pairs(pairs):
+    """(truth label, predicted label) pairs from `match_deposits`, best overlap per truth."""
+    out = {}
+    for item in pairs:
+        t, p = item[0], item[1]
+        out.setdefault(t, p)
+    return list(out.items())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""Per-deposit classes and per-region burden: area, density scores, morphology, severity.
+
+Density reference
+-----------------
+Every density is on the film's own scale: surrounding soft tissue = 0, typical cortical bone
+= 1 (`DepositMeasures.relative_density` = mean contrast over the local soft-tissue background
+/ the film's bone contrast). A change of exposure or processing between visits scales
+deposit and bone contrast alike, so it does not look like disease change.
+
+Scores (per region and per film)
+--------------------------------
+- **density-weighted score** (in the spirit of Agatston): sum over deposits of area x
+  weight, the weight from the deposit's mean relative density band (`BurdenConfig`):
+  < 0.25 → 1, 0.25-0.5 → 2, 0.5-1.0 → 3, >= 1.0 (denser than typical bone) → 4. In mm²
+  (and, always, in source pixels).
+- **integrated density** ("mass-like"): sum of area x mean relative density, in mm² of
+  bone-equivalent (and pixels). Continuous, so it does not jump at band edges.
+
+Morphology (per deposit; rules checked in this order, thresholds in `BurdenConfig`)
+-----------------------------------------------------------------------------------
+- ``net``: a reticular cluster: at least `net_min_pieces` separate specks in one deposit,
+  or solidity below `net_max_solidity`;
+- ``plate``: a sheet seen edge-on or a flat plaque: axis ratio (major / minor) of at least
+  `plate_min_axis_ratio`;
+- ``mousse``: faint, ill-defined, cloud-like: mean relative density below
+  `mousse_max_density` and a soft edge (edge sharpness below `mousse_max_edge`);
+- ``stone``: everything else — a compact, dense, well-defined deposit.
+
+Edge sharpness = mean gradient magnitude of the film along the deposit's outline, per mm,
+divided by the deposit's peak contrast (1/mm): how much of its contrast the deposit loses per
+mm at its edge.
+
+Severity (per region and per film, on the total deposit area; `BurdenConfig`)
+----------------------------------------------------------------------------
+none: no deposit; mild: < 10 mm²; moderate: 10-100 mm²; severe: >= 100 mm². Uncalibrated
+films get ``none`` when there is no deposit and an empty grade otherwise (never graded on
+a guessed spacing).
+
+A deposit belongs to the region at its centroid (the phantom truth's rule), so region rows
+add up to the film's totals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .deposits import DepositFindings
+from .radiograph import Radiograph
+from .config import BurdenConfig
+from .regions import WHOLE_FILM, RegionMap
+
+MORPHOLOGY_CLASSES = ("stone", "mousse", "plate", "net")
+SEVERITY_GRADES = ("none", "mild", "moderate", "severe")
+
+
+def density_weight(relative_density: float | None, config: BurdenConfig) -> int | None:
+    """Weight (1 = faintest band) of a relative density; None when unknown.
+
+    Examples
+    --------
+    >>> [density_weight(v, BurdenConfig()) for v in (0.1, 0.3, 0.7, 1.2, None)]
+    [1, 2, 3, 4, None]
+    """
+    if relative_density is None or not math.isfinite(relative_density):
+        return None
+    return 1 + int(np.searchsorted(config.density_band_edges, relative_density, side="right"))
+
+
+def severity(count: int, area_mm2: float | None, config: BurdenConfig) -> str | None:
+    """Severity grade of a region or film; None when it cannot be graded (no spacing).
+
+    Examples
+    --------
+    >>> [severity(n, a, BurdenConfig()) for n, a in ((0, None), (1, 5.0), (2, 50.0), (3, 150.0))]
+    ['none', 'mild', 'moderate', 'severe']
+    """
+    if count == 0:
+        return "none"
+    if area_mm2 is None:
+        return None
+    moderate, severe = config.severity_cutoffs_mm2
+    return "mild" if area_mm2 < moderate else "moderate" if area_mm2 < severe else "severe"
+
+
+@dataclass(frozen=True)
+class DepositInfo:
+    """Where a deposit lies and what kind it is.
+
+    Attributes
+    ----------
+    label : int
+        The deposit's label (= `DepositMeasures.label`).
+    region : str
+    fingertip : bool
+    periarticular : bool
+        Within `RegionConfig.periarticular_mm` of a joint space.
+    joint_distance_mm : float or None
+        Distance from the deposit's nearest pixel to the nearest joint space (None: no joint
+        space found on the film).
+    morphology : str
+        stone, mousse, plate or net.
+    density_weight : int or None
+        Band weight of its mean relative density (None for films without bone).
+    pieces : int
+        Separate specks in the deposit's outline.
+    edge_sharpness : float
+        1/mm (see the module docstring).
+    """
+
+    label: int
+    region: str
+    fingertip: bool
+    periarticular: bool
+    joint_distance_mm: float | None
+    morphology: str
+    density_weight: int | None
+    pieces: int
+    edge_sharpness: float
+
+
+def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph: Radiograph,
+                    config: BurdenConfig | None = None, *, periarticular_mm: float = 3.0
+                    ) -> tuple[DepositInfo, ...]:
+    """Region, fingertip and periarticular flags, morphology and density band per deposit.
+
+    Parameters
+    ----------
+    region_map : RegionMap
+    findings : DepositFindings
+    radiograph : Radiograph
+        The film the findings come from (its pixels give the edge sharpness).
+    config : BurdenConfig, optional
+    periarticular_mm : float
+        Distance to a joint space within which a deposit is periarticular
+        (`RegionConfig.periarticular_mm`).
+
+    Returns
+    -------
+    tuple of DepositInfo
+        In the order of `findings.deposits`.
+    """
+    config = config or BurdenConfig()
+    deposits = findings.deposits
+    if not deposits:
+        return ()
+    labels = findings.labels
+    rows = np.array([d.centroid_row for d in deposits])
+    cols = np.array([d.centroid_col for d in deposits])
+    regions = region_map.at_source(rows, cols)
+    tips = region_map.fingertip_at_source(rows, cols)
+    index = [d.label for d in deposits]
+    joint_mm = [None] * len(deposits)
+    if region_map.joint_distance_mm is not None:
+        rr, cc = np.nonzero(labels)
+        gr, gc = region_map._to_grid(rr, cc)
+        distance = region_map.joint_distance_mm[gr, gc]
+        joint_mm = ndimage.minimum(distance, labels[rr, cc], index)
+        joint_mm = [float(v) for v in np.atleast_1d(joint_mm)]
+    spacing = findings.grid.source_spacing_mm
+    pixels = radiograph.pixels
+    infos = []
+    for k, deposit in enumerate(deposits):
+        pieces, edge = _shape_measures(pixels, labels, deposit, spacing)
+        weight = density_weight(deposit.relative_density, config)
+        infos.append(DepositInfo(
+            label=deposit.label, region=str(regions[k]), fingertip=bool(tips[k]),
+            periarticular=joint_mm[k] is not None and joint_mm[k] <= periarticular_mm,
+            joint_distance_mm=joint_mm[k],
+            morphology=classify_morphology(deposit, pieces, edge, config),
+            density_weight=weight, pieces=pieces, edge_sharpness=edge))
+    return tuple(infos)
+
+
+def _shape_measures(pixels, labels, deposit, spacing_mm) -> tuple[int, float]:
+    """Separate pieces and edge sharpness (1/mm) of one deposit, from the source pixels."""
+    r0, c0, r1, c1 = deposit.bbox
+    r0, c0 = max(r0 - 2, 0), max(c0 - 2, 0)
+    r1, c1 = min(r1 + 2, labels.shape[0]), min(c1 + 2, labels.shape[1])
+    mask = (labels[r0:r1, c0:c1] == deposit.label).astype(np.uint8)
+    pieces = cv2.connectedComponents(mask, connectivity=8)[0] - 1
+    crop = np.ascontiguousarray(pixels[r0:r1, c0:c1], dtype=np.float32)
+    smooth = cv2.GaussianBlur(crop, (0, 0), 1.0)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * spacing_mm[0])
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3) / (8.0 * spacing_mm[1])
+    outline = mask.astype(bool) & ~(cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0)
+    gradient = float(np.hypot(gx, gy)[outline].mean()) if outline.any() else 0.0
+    return int(pieces), gradient / max(deposit.peak_contrast, 1e-6)
+
+
+def classify_morphology(deposit, pieces: int, edge_sharpness: float,
+                        config: BurdenConfig | None = None) -> str:
+    """stone, mousse, plate or net by the documented rules (see the module docstring)."""
+    config = config or BurdenConfig()
+    if pieces >= config.net_min_pieces or deposit.solidity < config.net_max_solidity:
+        return "net"
+    ratio = 1.0 / math.sqrt(max(1.0 - deposit.eccentricity ** 2, 1e-12))
+    if ratio >= config.plate_min_axis_ratio:
+        return "plate"
+    density = deposit.relative_density
+    if (density is not None and density < config.mousse_max_density
+            and edge_sharpness < config.mousse_max_edge):
+        return "mousse"
+    return "stone"
+
+
+BURDEN_COLUMNS = (
+    "region", "n_deposits", "area_px", "area_mm2", "soft_tissue_area_px", "soft_tissue_area_mm2",
+    "fraction", "largest_area_px", "largest_area_mm2", "mean_relative_density",
+    "density_score_px", "density_score_mm2", "integrated_density_px", "integrated_density_mm2",
+    "n_fingertip", "n_periarticular", "n_stone", "n_mousse", "n_plate", "n_net", "severity",
+)
+"""Columns of the per-region rows (``regions.csv``); mm² columns are None when uncalibrated."""
+
+
+def region_burden(region_map: RegionMap, findings: DepositFindings,
+                  infos: tuple[DepositInfo, ...], *, calibrated: bool,
+                  config: BurdenConfig | None = None) -> list[dict]:
+    """Burden per region and for the whole film.
+
+    Parameters
+    ----------
+    region_map : RegionMap
+    findings : DepositFindings
+    infos : tuple of DepositInfo
+        From `assign_deposits`, in the order of `findings.deposits`.
+    calibrated : bool
+        `Radiograph.is_calibrated`: mm² columns are filled only when True.
+    config : BurdenConfig, optional
+
+    Returns
+    -------
+    list of dict
+        One row per region (in `region_map.names` order, ``unassigned`` added when a deposit
+        lies outside every region), then ``all``; keys are `BURDEN_COLUMNS`. The region rows'
+        counts, areas and scores add up to the ``all`` row.
+    """
+    config = config or BurdenConfig()
+    if len(infos) != len(findings.deposits):
+        raise ValueError("infos must hold one DepositInfo per deposit of the findings "
+                         f"({len(infos)} given for {len(findings.deposits)})")
+    grid = findings.grid
+    soft = findings.anatomy.soft_tissue
+    # Source pixels per analysis pixel, and mm² per analysis pixel.
+    source_px = (grid.spacing_mm / grid.source_spacing_mm[0]) * (grid.spacing_mm / grid.source_spacing_mm[1])
+    pixel_mm2 = grid.source_spacing_mm[0] * grid.source_spacing_mm[1]
+    soft_counts = np.bincount(region_map.labels[soft].ravel(), minlength=len(region_map.names) + 1)
+    names = [name for name in region_map.names if name != WHOLE_FILM]  # 'all' comes last
+    if any(info.region not in region_map.names for info in infos):
+        names.append("unassigned")
+    rows = []
+    for name in names + [WHOLE_FILM]:
+        if name == WHOLE_FILM:
+            soft_px = float(soft.sum()) * source_px
+            members = list(range(len(infos)))
+        else:
+            index = region_map.names.index(name) + 1 if name in region_map.names else 0
+            soft_px = float(soft_counts[index]) * source_px if index else 0.0
+            members = [k for k, info in enumerate(infos) if info.region == name]
+        rows.append(_row(name, members, findings.deposits, infos, soft_px, pixel_mm2,
+                         calibrated, config))
+    return rows
+
+
+def _row(name, members, deposits, infos, soft_px, pixel_mm2, calibrated, config) -> dict:
+    areas = np.array([deposits[k].area_px for k in members], float)
+    densities = [deposits[k].relative_density for k in members]
+    known = all(d is not None for d in densities)
+    weights = [infos[k].density_weight for k in members]
+    area_px = float(areas.sum())
+    density_px = float(sum(a * w for a, w in zip(areas, weights))) if known else None
+    integrated_px = float(sum(a * d for a, d in zip(areas, densities))) if known else None
+
+    def mm2(value):
+        return None if value is None or not calibrated else value * pixel_mm2
+
+    counts = {m: sum(infos[k].morphology == m for k in members) for m in MORPHOLOGY_CLASSES}
+    return {
+        "region": name,
+        "n_deposits": len(members),
+        "area_px": int(area_px),
+        "area_mm2": mm2(area_px),
+        "soft_tissue_area_px": round(soft_px),
+        "soft_tissue_area_mm2": mm2(soft_px),
+        "fraction": area_px / soft_px if soft_px > 0 else None,
+        "largest_area_px": int(areas.max()) if members else 0,
+        "largest_area_mm2": mm2(float(areas.max())) if members else (0.0 if calibrated else None),
+        "mean_relative_density": (integrated_px / area_px if known and area_px > 0 else None),
+        "density_score_px": density_px,
+        "density_score_mm2": mm2(density_px),
+        "integrated_density_px": integrated_px,
+        "integrated_density_mm2": mm2(integrated_px),
+        "n_fingertip": sum(infos[k].fingertip for k in members),
+        "n_periarticular": sum(infos[k].periarticular for k in members),
+        **{f"n_{m}": counts[m] for m in MORPHOLOGY_CLASSES},
+        "severity": severity(len(members), mm2(area_px), config),
+    }

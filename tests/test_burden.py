@@ -1,0 +1,102 @@
+"""Per-deposit classes and per-region burden rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imaging.burden import (BURDEN_COLUMNS, assign_deposits, classify_morphology,
+                            density_weight, region_burden, severity)
+from imaging.config import BurdenConfig
+from imaging.deposits import find_deposits
+from imaging.phantom import PhantomSpec, make_film
+from imaging.regions import region_map
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    film = make_film(PhantomSpec("forearm", seed=5, spacing_mm=0.4, n_deposits=8,
+                                 cnr_range=(15, 80), size_range_mm=(2, 10)))
+    findings = find_deposits(film.radiograph)
+    regions = region_map(film.radiograph, findings)
+    infos = assign_deposits(regions, findings, film.radiograph)
+    return film, findings, regions, infos
+
+
+def test_region_rows_sum_to_film_totals(analysed):
+    film, findings, regions, infos = analysed
+    assert len(findings.deposits) >= 3, "the test film needs deposits"
+    rows = region_burden(regions, findings, infos, calibrated=True)
+    assert [r["region"] for r in rows][-1] == "all"
+    assert all(tuple(r) == BURDEN_COLUMNS for r in rows)
+    parts, total = rows[:-1], rows[-1]
+    for key in ("n_deposits", "area_px", "area_mm2", "density_score_mm2",
+                "integrated_density_mm2", "soft_tissue_area_px", "n_stone", "n_net"):
+        assert sum(r[key] for r in parts) == pytest.approx(total[key], rel=1e-9), key
+    assert total["area_px"] == sum(d.area_px for d in findings.deposits)
+    assert total["area_mm2"] == pytest.approx(total["area_px"] * 0.16)
+    assert 0 < total["fraction"] < 0.1
+    assert total["largest_area_px"] == max(d.area_px for d in findings.deposits)
+
+
+def test_uncalibrated_rows_have_no_mm2(analysed):
+    _, findings, regions, infos = analysed
+    total = region_burden(regions, findings, infos, calibrated=False)[-1]
+    assert total["area_mm2"] is None and total["density_score_mm2"] is None
+    assert total["area_px"] > 0 and total["density_score_px"] > 0
+    assert total["severity"] is None                 # never graded on a guessed spacing
+
+
+def test_severity_cutoffs():
+    config = BurdenConfig()
+    assert severity(0, None, config) == "none"
+    assert severity(1, 9.99, config) == "mild"
+    assert severity(3, 10.0, config) == "moderate"
+    assert severity(3, 99.9, config) == "moderate"
+    assert severity(9, 100.0, config) == "severe"
+    assert severity(1, 1.5, BurdenConfig(severity_cutoffs_mm2=(1.0, 2.0))) == "moderate"
+    with pytest.raises(ValueError):
+        BurdenConfig(severity_cutoffs_mm2=(5.0, 1.0))
+
+
+def test_density_bands():
+    config = BurdenConfig()
+    assert [density_weight(v, config) for v in (0.1, 0.25, 0.49, 0.5, 0.99, 1.0, 3.0)] == \
+        [1, 2, 2, 3, 3, 4, 4]
+    assert density_weight(None, config) is None
+
+
+def test_periarticular_flag(analysed):
+    _, findings, regions, _ = analysed
+    deposit = findings.deposits[0]
+    row, col = int(deposit.centroid_row), int(deposit.centroid_col)
+    # A joint space right at the deposit's centroid, then one 20 mm away.
+    r, c = regions._to_grid([row], [col])
+    yy, xx = np.indices(regions.labels.shape)
+    for offset_mm, expected in ((0.0, True), (20.0, False)):
+        joint_col = c[0] + offset_mm / regions.spacing_mm
+        distance = (np.abs(xx - joint_col) * regions.spacing_mm).astype(np.float32)
+        moved = dataclasses.replace(regions, joint_distance_mm=distance)
+        info = assign_deposits(moved, findings, _film_of(analysed))[0]
+        assert info.periarticular is expected
+        if not expected:
+            assert info.joint_distance_mm > 3.0
+
+
+def _film_of(analysed):
+    return analysed[0].radiograph
+
+
+def test_morphology_rules(analysed):
+    _, findings, _, _ = analysed
+    base = dataclasses.replace(findings.deposits[0], solidity=0.95, eccentricity=0.5,
+                               relative_density=0.8)
+    assert classify_morphology(base, 1, 3.0) == "stone"
+    assert classify_morphology(base, 4, 3.0) == "net"
+    assert classify_morphology(dataclasses.replace(base, solidity=0.4), 1, 3.0) == "net"
+    assert classify_morphology(dataclasses.replace(base, eccentricity=0.97), 1, 3.0) == "plate"
+    faint = dataclasses.replace(base, relative_density=0.2)
+    assert classify_morphology(faint, 1, 0.5) == "mousse"
+    assert classify_morphology(faint, 1, 3.0) == "stone"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from imaging.dicom import write_dicom
-from imaging.export import DEPOSIT_COLUMNS, IMAGE_COLUMNS, format_cell
+from imaging.export import DEPOSIT_COLUMNS, IMAGE_COLUMNS, REGION_COLUMNS, format_cell
 from pipelines.cli import main
 from pipelines.store import (
     DATABASE_NAME,
@@ -163,6 +163,7 @@ def test_every_csv_column_has_a_database_column(store):
             return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         assert set(IMAGE_COLUMNS) <= columns("images")
         assert set(DEPOSIT_COLUMNS) <= columns("deposits")
+        assert set(REGION_COLUMNS) <= columns("regions")
 
 
 def test_no_table_has_room_for_names_or_birth_dates(store):

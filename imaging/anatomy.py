@@ -24,6 +24,13 @@ BONE_CORNER_MM = 0.6
 AIR_SURFACE_MM = 40.0
 #: The skin tapers to nothing over about this width (mm), still above air.
 SKIN_RIM_MM = 1.5
+#: Soft tissue under the skin: this deep at most (mm)...
+SKIN_LAYER_MM = 4.0
+#: ...and at least this far (mm) from anything bright on the small (bone-marker) scale.
+SKIN_LAYER_CLEARANCE_MM = 1.5
+#: The bone outline is refined within this many coarse pixels of its coarse outline (the
+#: watershed on the coarse grid can put it more than one coarse pixel off the cortex).
+BONE_REFINE_BAND = 2.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +111,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         soft = body & (excess < 0.25 * bone_level)
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
-                                  coarse_mm)
+                                  coarse_mm, air=~(body | unexposed | dark))
         glare = cv2.dilate(bright.astype(np.uint8), disk(2 * config.glare_mm / coarse_mm + 1)) > 0
         body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
@@ -130,7 +137,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     body = _refine_edges(values, up(body), ~up(bright | dark), band, 0.2, grid.mm_to_px(0.5))
     bone = up(bone)
     if has_bone and bone.any():
-        bone = _refine_edges(values, bone, body, band, 0.5, grid.mm_to_px(0.2))
+        bone = _refine_edges(values, bone, body, BONE_REFINE_BAND * band, 0.5, grid.mm_to_px(0.2))
         # Joint spaces (1-2 mm gaps between bone ends) are not soft tissue; marrow and
         # cancellous bone enclosed by cortex are bone.
         bone = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,
@@ -288,24 +295,35 @@ def _excess_over_soft_tissue(values: np.ndarray, body: np.ndarray, scale_px: flo
 
 
 def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, scale_mm,
-                       spacing_mm):
+                       spacing_mm, air=None):
     """Bones grown from sure-bone and sure-soft-tissue markers to the strongest edges.
 
     Sure bone: well above the soft-tissue floor at the small scale of a bone's width and wide
-    enough. Sure soft tissue: low above the floor at the large scale. Between them the
+    enough. Sure soft tissue: low above the floor at the large scale, or (given `air`) a
+    layer under the skin low at the small scale and clear of bone. Between them the
     boundary follows the cortex edge (gradient maximum), wherever the thresholds fall.
     """
     from skimage.segmentation import watershed
 
     small = _excess_over_soft_tissue(values, body, scale_mm * config.bone_marker_fraction / spacing_mm)
     threshold = config.bone_contrast_fraction * bone_level
-    sure_bone = body & ((small > threshold) | (excess > threshold))
+    # A finger narrower than the large opening stands above its floor, soft tissue and all.
+    # Tissue under the skin that is low on the small scale and clear of anything bright on
+    # it is soft tissue whatever the large scale says (a marker, not bone).
+    low = small < 0.5 * threshold
+    skin_layer = np.zeros_like(body)
+    if air is not None:
+        depth_mm = _depth_below_skin(~air) * spacing_mm
+        clearance_mm = cv2.distanceTransform(low.astype(np.uint8), cv2.DIST_L2, 3) * spacing_mm
+        skin_layer = (body & low & (depth_mm < SKIN_LAYER_MM)
+                      & (clearance_mm >= SKIN_LAYER_CLEARANCE_MM))
+    sure_bone = body & ((small > threshold) | (excess > threshold)) & ~skin_layer
     sure_bone = cv2.morphologyEx(sure_bone.astype(np.uint8), cv2.MORPH_OPEN,
                                  disk(config.bone_min_width_mm / spacing_mm)).astype(bool)
     # Soft-tissue markers close to every bone, so that the flood never bridges two bones (or
     # a bone and a dense deposit) through the soft tissue between them.
     near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(2.0 / spacing_mm + 1)).astype(bool)
-    sure_soft = body & ~near_bone & (small < 0.5 * threshold) & (excess < 0.5 * threshold)
+    sure_soft = body & ((~near_bone & low & (excess < 0.5 * threshold)) | skin_layer)
     markers = np.zeros(values.shape, np.int32)
     markers[~body] = 1
     markers[sure_soft] = 1
@@ -314,6 +332,12 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
     bone = (watershed(gradient, markers) == 2) & body
     return _drop_small_dense_islands(bone, config, spacing_mm)
+
+
+def _depth_below_skin(not_air: np.ndarray) -> np.ndarray:
+    """Distance (pixels) from air; everything continues beyond the film's edges."""
+    padded = cv2.copyMakeBorder(not_air.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
 
 
 def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_mm: float):

@@ -109,11 +109,13 @@ def select_deposits(labels: np.ndarray, deposits, detection):
 
     Soft-tissue structure mistaken for a deposit (a muscle edge, a thickness ridge) is as
     bright as its own surroundings even when it stands above the modelled background; a
-    deposit is brighter than its rim (`min_rim_cnr`). Deposits fainter than
+    deposit is brighter than its rim (`min_rim_cnr`), by a good part of its own contrast
+    (`min_rim_fraction`: a sliver of bone edge has bone in its rim). Deposits fainter than
     `min_relative_density` of bone are texture (films without bone skip that test). The
     kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if d.rim_cnr >= detection.min_rim_cnr
+            and d.rim_contrast >= detection.min_rim_fraction * d.mean_contrast
             and (d.relative_density is None or d.relative_density >= detection.min_relative_density)]
     if len(kept) == len(deposits):
         return labels, deposits
@@ -298,6 +300,12 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     seeded = np.zeros(count, bool)
     seeded[np.unique(flat[(cnr.ravel() >= detection.seed_cnr) & (flat > 0)])] = True
     area = np.bincount(flat, minlength=count) * grid.spacing_mm ** 2
+    # A bright deposit's halo at the coarse scales spreads far above `grow_cnr`: judge the
+    # size of a candidate by its part above half its own peak.
+    peak = np.zeros(count, np.float32)
+    np.maximum.at(peak, flat, cnr.ravel())
+    core = (cnr.ravel() >= 0.5 * peak[flat]) & (flat > 0)
+    core_area = np.bincount(flat[core], minlength=count) * grid.spacing_mm ** 2
     mean_cnr = np.bincount(flat, weights=cnr.ravel(), minlength=count) / np.maximum(
         np.bincount(flat, minlength=count), 1)
     # Candidates reaching an exclusion band (collimator edge, metal, film edge) are artefacts.
@@ -306,7 +314,7 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     touching = np.zeros(count, bool)
     touching[np.unique(flat[near_excluded.ravel()])] = True
     keep = (seeded & ~touching & (area >= detection.min_area_mm2)
-            & (area <= detection.max_area_mm2) & (mean_cnr >= detection.min_mean_cnr))
+            & (core_area <= detection.max_area_mm2) & (mean_cnr >= detection.min_mean_cnr))
     keep[0] = False
     relabel = np.zeros(count, np.int32)
     relabel[keep] = np.arange(1, int(keep.sum()) + 1)

@@ -57,6 +57,17 @@ def test_bone_is_never_reported():
             assert inside_bone < 0.5, f"deposit {deposit.label} lies in bone"
 
 
+def test_finger_soft_tissue_stays_out_of_the_bone_mask():
+    """Fingers are narrower than the large bone-finding opening: their soft tissue stands above
+    its floor as a whole, yet must stay searchable (acral and periarticular deposits lie there)."""
+    film = make_film(PhantomSpec(anatomy="hand", seed=3, n_deposits=0))
+    findings = find_deposits(film.radiograph)
+    bone = findings.grid.to_source(findings.anatomy.bone.astype(np.uint8)) > 0
+    overlap = (bone & film.bone_mask).sum()
+    assert overlap / bone.sum() >= 0.9, "the bone mask swallows soft tissue"
+    assert overlap / film.bone_mask.sum() >= 0.95, "the bone mask misses bone"
+
+
 def test_negative_film_with_markers_and_metal_has_no_false_deposits():
     film = make_film(PhantomSpec(anatomy="forearm", seed=5, n_deposits=0, marker=True,
                                  metal="screw"))

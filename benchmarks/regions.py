@@ -33,10 +33,7 @@ from imaging.config import AnalysisConfig  # noqa: E402
 from imaging.deposits import DepositFindings, contrast_to_noise, find_deposits  # noqa: E402
 from imaging.evaluation import match_deposits  # noqa: E402
 from imaging.measure import measure_deposits  # noqa: E402
-from imaging.phantom import PhantomSpec, build_anatomy, make_film  # noqa: E402
-from imaging.phantom.acquisition import make_hardware, render_scene  # noqa: E402
-from imaging.phantom.film import acquisition_for, assemble_film  # noqa: E402
-from imaging.phantom.truth import render_film  # noqa: E402
+from imaging.phantom import PhantomSpec, make_film, reexpose  # noqa: E402
 from imaging.config import RegionConfig  # noqa: E402
 from imaging.regions import region_map  # noqa: E402
 
@@ -54,18 +51,6 @@ def truth_findings(film, findings: DepositFindings, config: AnalysisConfig) -> D
         grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
         soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
     return DepositFindings(labels, deposits, anatomy, grid)
-
-
-def redose(film, dose: float):
-    """The same patient, pose and deposits, exposed at another dose (with new noise)."""
-    spec = dataclasses.replace(film.spec, dose=dose)
-    anatomy = build_anatomy(spec.anatomy, spec.patient_seed)
-    acquisition = acquisition_for(spec, np.random.default_rng([spec.seed, 7]))
-    acquisition = dataclasses.replace(acquisition, noise_seed=acquisition.noise_seed + int(dose * 1000))
-    metal = (make_hardware(spec.metal, anatomy, np.random.default_rng([spec.patient_seed, 11]))
-             if spec.metal else ())
-    scene = render_scene(anatomy, acquisition, metal=metal)
-    return assemble_film(spec, scene, render_film(scene, film.shapes), film.shapes)
 
 
 def analyse(film, findings, config):
@@ -138,7 +123,7 @@ def main(argv=None) -> int:
             # dose change only
             base_a, base_b = film_scores(rows_a), film_scores(rows_b)
             for dose in (0.5, 2.0):
-                other = redose(film, dose)
+                other = reexpose(film, dose)
                 other_findings = find_deposits(other.radiograph, config)
                 if not other_findings.anatomy.body.any():
                     continue

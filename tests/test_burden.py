@@ -11,7 +11,7 @@ from imaging.burden import (BURDEN_COLUMNS, assign_deposits, classify_morphology
                             density_weight, region_burden, severity)
 from imaging.config import BurdenConfig
 from imaging.deposits import find_deposits
-from imaging.phantom import PhantomSpec, make_film
+from imaging.phantom import PhantomSpec, make_film, reexpose
 from imaging.regions import region_map
 
 
@@ -100,3 +100,35 @@ def test_morphology_rules(analysed):
     faint = dataclasses.replace(base, relative_density=0.2)
     assert classify_morphology(faint, 1, 0.5) == "mousse"
     assert classify_morphology(faint, 1, 3.0) == "stone"
+
+
+# --- exposure changes between visits ---------------------------------------------------------
+
+def _film_scores(film):
+    findings = find_deposits(film.radiograph)
+    regions = region_map(film.radiograph, findings)
+    infos = assign_deposits(regions, findings, film.radiograph)
+    total = region_burden(regions, findings, infos, calibrated=True)[-1]
+    return findings, total["density_score_mm2"], total["integrated_density_mm2"]
+
+
+@pytest.fixture(scope="module")
+def reexposed():
+    """A hand phantom at dose 1 and the same patient and deposits at 0.8x and 1.2x."""
+    film = make_film(PhantomSpec(anatomy="hand", seed=4))
+    return [_film_scores(f) for f in (film, reexpose(film, 0.8), reexpose(film, 1.2))]
+
+
+def test_the_density_reference_does_not_move_with_exposure(reexposed):
+    base = reexposed[0][0].anatomy.bone_level
+    for findings, _, _ in reexposed[1:]:
+        assert abs(findings.anatomy.bone_level / base - 1) < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="issue #5 target not met: at +-20 % dose the detector "
+                   "finds different deposits near its threshold (scores move 12-24 % here)")
+def test_density_scores_change_less_than_5_percent_with_exposure_only(reexposed):
+    _, score, integrated = reexposed[0]
+    for _, other_score, other_integrated in reexposed[1:]:
+        assert abs(other_score / score - 1) < 0.05
+        assert abs(other_integrated / integrated - 1) < 0.05

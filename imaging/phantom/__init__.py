@@ -31,7 +31,8 @@ Entry points
 
 from .acquisition import Acquisition, Marker, MetalPart, Scene, render_scene
 from .anatomy import AnatomyKind, build_anatomy
-from .film import CNR_BANDS, InsertionSpec, PhantomFilm, PhantomSpec, make_film, sample_cnr
+from .film import (CNR_BANDS, InsertionSpec, PhantomFilm, PhantomSpec, make_film, reexpose,
+                   sample_cnr)
 from .insertion import estimate_noise_sd, insert_deposits
 from .morphology import MORPHOLOGIES, DepositShape
 from .series import CHANGES, PhantomSeries, SeriesSpec, VisitChange, make_series
@@ -44,5 +45,5 @@ __all__ = [
     "FilmFiles", "FilmGrid", "FilmTruth", "InsertionSpec", "MORPHOLOGIES", "Marker", "MetalPart",
     "PhantomFilm", "PhantomSeries", "PhantomSpec", "Pose", "Scene", "SeriesSpec", "VisitChange",
     "anatomy_codes", "build_anatomy", "estimate_noise_sd", "insert_deposits", "make_film",
-    "make_series", "read_truth", "render_scene", "sample_cnr", "write_film", "write_series",
+    "make_series", "read_truth", "reexpose", "render_scene", "sample_cnr", "write_film", "write_series",
 ]

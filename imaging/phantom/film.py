@@ -292,6 +292,23 @@ def make_film(spec: PhantomSpec) -> PhantomFilm:
     return assemble_film(spec, scene, render_film(scene, shapes), shapes, notes)
 
 
+def reexpose(film: PhantomFilm, dose: float) -> PhantomFilm:
+    """The same patient, pose and deposits (same mineral), exposed at another dose.
+
+    Only the exposure changes: noise (new draw), quantum level and therefore each deposit's
+    CNR; the truth masks and calcium thicknesses stay those of `film`.
+    """
+    spec = dataclasses.replace(film.spec, dose=dose)
+    anatomy = build_anatomy(spec.anatomy, spec.patient_seed)
+    acquisition = acquisition_for(spec, np.random.default_rng([spec.seed, 7]))
+    acquisition = dataclasses.replace(acquisition,
+                                      noise_seed=acquisition.noise_seed + round(dose * 1000))
+    metal = (make_hardware(spec.metal, anatomy, np.random.default_rng([spec.patient_seed, 11]))
+             if spec.metal else ())
+    scene = render_scene(anatomy, acquisition, metal=metal)
+    return assemble_film(spec, scene, render_film(scene, film.shapes), film.shapes)
+
+
 def assemble_film(spec: PhantomSpec, scene: Scene, render: FilmRender, shapes,
                   notes: tuple[str, ...] = ()) -> PhantomFilm:
     """Wrap a rendered scene as a `PhantomFilm` with its `Radiograph`."""

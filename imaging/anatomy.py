@@ -20,8 +20,11 @@ from .preprocess import AnalysisGrid, smooth_background
 COARSE_SPACING_MM = 0.8
 #: Cortex corners that an opening rounds off are given back up to this distance (mm).
 BONE_CORNER_MM = 0.6
-#: Smoothing scale (mm) of the air level, which the anode heel effect tilts across the film.
+#: Smoothing scale (mm) of the air level, which the anode heel effect tilts across the film...
 AIR_SURFACE_MM = 40.0
+#: ...and, refitted to sure air only, the scale that follows the air between fingers (darker
+#: than the open air beyond them, where scatter and the heel effect raise the level).
+AIR_SURFACE_FINE_MM = 10.0
 #: The skin tapers to nothing over about this width (mm), still above air.
 SKIN_RIM_MM = 1.5
 #: Soft tissue under the skin: this deep at most (mm)...
@@ -95,7 +98,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bright, dark = _shutter_regions(coarse)
     unexposed = cv2.dilate(bright.astype(np.uint8),
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
-    tissue = _tissue_mask(coarse, ~unexposed, AIR_SURFACE_MM / coarse_mm,
+    tissue = _tissue_mask(coarse, ~unexposed, (AIR_SURFACE_MM / coarse_mm, AIR_SURFACE_FINE_MM / coarse_mm),
                           SKIN_RIM_MM / coarse_mm) & ~dark
     body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
                       config.min_body_area_mm2 / coarse_mm ** 2,
@@ -221,12 +224,13 @@ def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return found[0], found[1]
 
 
-def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float,
+def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: tuple[float, float],
                  skin_rim_px: float) -> np.ndarray:
     """The patient's tissue: separated from air along the skin line's steep edge.
 
     The air level is a smooth surface (the heel effect makes it vary) fitted to the darkest
-    class of exposed pixels, refitted without the pixels that stand clearly above it. Sure
+    class of exposed pixels, refitted without the pixels that stand clearly above it, at a
+    coarse and then (from sure air) a fine scale `air_sigma_px`. Sure
     air lies within its noise of that surface, sure tissue well above it; between them
     (scatter glow near the skin, thin tissue) a watershed on the gradient puts the boundary
     on the steepest edge, which is the skin line.
@@ -239,14 +243,18 @@ def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: float,
     air = exposed & (values <= float(threshold_otsu(inside)))
     excess = np.zeros_like(values)
     center = spread = 0.0
-    for _ in range(3):
+    coarse_sigma, fine_sigma = air_sigma_px
+    # Three fits on the coarse scale; then, from the sure air of the last one (faint finger
+    # soft tissue lies within the coarse fit's spread), two on the fine scale.
+    for sigma, keep in ((coarse_sigma, 4.0), (coarse_sigma, 4.0), (coarse_sigma, 1.0),
+                        (fine_sigma, 4.0), (fine_sigma, 4.0)):
         if air.sum() < 16:
             return exposed.copy()
-        excess = values - smooth_background(values, air, air_sigma_px)
+        excess = values - smooth_background(values, air, sigma)
         below = excess[air]
         center = float(np.median(below))
         spread = max(1.4826 * float(np.median(np.abs(below - center))), 1e-6)
-        air = exposed & (excess < center + 4.0 * spread)
+        air = exposed & (excess < center + keep * spread)
     above = excess[exposed & (excess > center + 6.0 * spread)]
     if above.size == 0:
         return np.zeros(values.shape, bool)

@@ -263,7 +263,27 @@ def region_burden(region_map: RegionMap, findings: DepositFindings,
             members = [k for k, info in enumerate(infos) if info.region == name]
         rows.append(_row(name, members, findings.deposits, infos, soft_px, pixel_mm2,
                          calibrated, config))
+    # Whole source pixels, rounded so that the regions still add up to the film.
+    parts = _apportioned([row["soft_tissue_area_px"] for row in rows[:-1]])
+    for row, whole in zip(rows, [*parts, round(rows[-1]["soft_tissue_area_px"])]):
+        row["soft_tissue_area_px"] = whole
     return rows
+
+
+def _apportioned(values: list[float]) -> list[int]:
+    """Round non-negative values to integers that keep their rounded sum (largest remainder).
+
+    Examples
+    --------
+    >>> _apportioned([1.5, 1.5, 1.0])
+    [2, 1, 1]
+    """
+    floors = [math.floor(value) for value in values]
+    missing = round(sum(values)) - sum(floors)
+    by_remainder = sorted(range(len(values)), key=lambda i: floors[i] - values[i])
+    for index in by_remainder[:missing]:
+        floors[index] += 1
+    return floors
 
 
 def _row(name, members, deposits, infos, soft_px, pixel_mm2, calibrated, config) -> dict:
@@ -284,7 +304,7 @@ def _row(name, members, deposits, infos, soft_px, pixel_mm2, calibrated, config)
         "n_deposits": len(members),
         "area_px": int(area_px),
         "area_mm2": mm2(area_px),
-        "soft_tissue_area_px": round(soft_px),
+        "soft_tissue_area_px": soft_px,
         "soft_tissue_area_mm2": mm2(soft_px),
         "fraction": area_px / soft_px if soft_px > 0 else None,
         "largest_area_px": int(areas.max()) if members else 0,

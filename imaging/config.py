@@ -110,6 +110,10 @@ class DetectionConfig:
     """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
     edge_fraction: float = 0.5
     """Deposit outline in the source grid: this fraction of its peak contrast (FWHM)."""
+    min_core_noise_ratio: float = 0.3
+    """A deposit whose core is flatter than this fraction of the surrounding pixel noise is
+    clipped at the detector's ceiling: a saturated metal or lead object (a skin marker bead),
+    not calcium."""
 
 
 @dataclass(frozen=True)

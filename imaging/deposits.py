@@ -111,12 +111,14 @@ def select_deposits(labels: np.ndarray, deposits, detection):
     bright as its own surroundings even when it stands above the modelled background; a
     deposit is brighter than its rim (`min_rim_cnr`), by a good part of its own contrast
     (`min_rim_fraction`: a sliver of bone edge has bone in its rim). Deposits fainter than
-    `min_relative_density` of bone are texture (films without bone skip that test). The
-    kept deposits are renumbered 1..N.
+    `min_relative_density` of bone are texture (films without bone skip that test). A flat,
+    noiseless core (`min_core_noise_ratio`) is a saturated metal object. The kept deposits
+    are renumbered 1..N.
     """
     kept = [d for d in deposits if d.rim_cnr >= detection.min_rim_cnr
             and d.rim_contrast >= detection.min_rim_fraction * d.mean_contrast
-            and (d.relative_density is None or d.relative_density >= detection.min_relative_density)]
+            and (d.relative_density is None or d.relative_density >= detection.min_relative_density)
+            and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)]
     if len(kept) == len(deposits):
         return labels, deposits
     relabel = np.zeros(int(labels.max()) + 1, np.int32)

@@ -15,6 +15,10 @@ from .preprocess import MAD_TO_NOISE_SIGMA, noise_residual
 NOISE_WINDOW_MM = 5.0
 #: The ring of soft tissue just around a deposit: from 0.5 to 2 mm off its outline.
 RIM_MM = (0.5, 2.0)
+#: The core of a deposit (where clipping is looked for) lies this far inside its outline.
+CORE_INSET_MM = 0.15
+#: A core smaller than this (pixels) is too small to judge its noise.
+MIN_CORE_PX = 20
 
 
 def _ring(mask: np.ndarray, radii_px: tuple[float, float]) -> np.ndarray:
@@ -57,6 +61,10 @@ class DepositMeasures:
     rim_cnr: float
     relative_density: float | None
     peak_relative_density: float | None
+    core_noise_ratio: float | None = None
+    """Pixel noise inside the deposit's core over the noise of the tissue around it; near 0
+    for a flat, clipped top (a saturated metal bead), about 1 or more for calcium. None when
+    the deposit has too small a core."""
 
 
 def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndarray,
@@ -88,6 +96,8 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
     pixel_area = spacing_mm[0] * spacing_mm[1]
     mean_spacing = float(np.sqrt(pixel_area))
     window = int(np.ceil(NOISE_WINDOW_MM / mean_spacing))
+    # At least 3 pixels: the residual of the 2-pixel smoothing still holds the edge closer in.
+    inset = max(3, int(round(CORE_INSET_MM / mean_spacing)))
     measures = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
@@ -109,6 +119,10 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
         rim_contrast = (float(pixels[r0:r1, c0:c1][mask].mean()
                               - np.median(pixels[r0:r1, c0:c1][rim])) if rim.sum() >= 10
                         else mean_contrast)
+        core = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))) > 0
+        core_noise_ratio = (float(np.median(residual[core])) * MAD_TO_NOISE_SIGMA / noise
+                            if core.sum() >= MIN_CORE_PX else None)
         local_mean = cv2.blur(excess, (3, 3))
         peak_contrast = float(local_mean[mask].max())
         props = regionprops(mask.astype(np.uint8))[0]
@@ -138,5 +152,6 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             rim_cnr=rim_contrast / noise,
             relative_density=mean_contrast / bone_level if bone_level else None,
             peak_relative_density=peak_contrast / bone_level if bone_level else None,
+            core_noise_ratio=core_noise_ratio,
         ))
     return tuple(measures)

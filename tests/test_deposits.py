@@ -98,15 +98,34 @@ def _deposits_in(findings, box):
     return set(np.unique(window)) - {0}
 
 
-def test_mammogram_vessels_found_and_letters_and_bar_left_alone(shared_data):
+def test_mammogram_vessels_found_and_letters_bar_and_bead_left_alone(shared_data):
     stem = shared_data / "calcified" / "breast_mlo_vascular_calcification_j2k"
     notes = json.loads(stem.with_suffix(".annotations.json").read_text())
     findings = find_deposits(read_radiograph(stem.with_suffix(".dcm")))
     for vessel in (c for c in notes["calcifications"] if c["kind"] == "vascular"):
         assert _deposits_in(findings, vessel["bbox_rc"]), vessel["what"]
     for artefact in notes["not_calcification"]:
-        if artefact["kind"] in ("burned_in_text", "redaction_bar"):
+        # The metal bead is clipped flat at the detector's ceiling: not calcium.
+        if artefact["kind"] in ("burned_in_text", "redaction_bar", "metal_marker"):
             assert not _deposits_in(findings, artefact["bbox_rc"]), artefact["what"]
+    assert all(d.core_noise_ratio is None or d.core_noise_ratio >= 0.3 for d in findings.deposits)
+
+
+def test_flat_clipped_core_is_measured_as_noiseless():
+    from imaging.measure import measure_deposits
+
+    rng = np.random.default_rng(3)
+    pixels = (100 + 10 * rng.standard_normal((80, 80))).astype(np.float32)
+    labels = np.zeros((80, 80), np.int32)
+    labels[10:30, 10:30] = 1                              # calcium: noisy like its surroundings
+    pixels[10:30, 10:30] += 200
+    labels[50:70, 50:70] = 2                              # a bead clipped at the ceiling
+    pixels[50:70, 50:70] = 400.0
+    calcium, bead = measure_deposits(pixels, labels, np.full_like(pixels, 100.0), (0.1, 0.1),
+                                     calibrated=True, bone_level=None,
+                                     soft_tissue=np.ones((80, 80), bool))
+    assert calcium.core_noise_ratio > 0.7
+    assert bead.core_noise_ratio < AnalysisConfig().detection.min_core_noise_ratio
 
 
 def test_chest_film_stays_clean(radiographs):

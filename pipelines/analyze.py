@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder (created if missing)")
     add_batch_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def add_batch_arguments(parser) -> None:
@@ -89,7 +90,13 @@ def add_batch_arguments(parser) -> None:
                               "at the same paths from every worker")
     cluster.add_argument("--dask-local", type=_positive_int, metavar="N", default=None,
                          help="start a local Dask cluster of N worker processes")
-    parser.set_defaults(handler=run)
+
+
+def batch_options(args) -> dict:
+    """The keyword arguments of `analyze_files` that the batch options give (and the config)."""
+    return dict(user_spacing=args.spacing_mm, pseudonym_key=args.pseudonym_key, qc=args.qc,
+                user_regions=None if args.regions is None else read_user_regions(args.regions),
+                dicom_results=args.dicom_results, db_path=args.db, workers=workers_from(args))
 
 
 def workers_from(args) -> Workers:
@@ -102,17 +109,14 @@ def workers_from(args) -> Workers:
 def run(args) -> int:
     """Run ``calcitrack analyze`` from parsed arguments; return the exit code."""
     config = load_config(args.config)
-    user_regions = None if args.regions is None else read_user_regions(args.regions)
+    options = batch_options(args)
     if args.out.exists() and not args.out.is_dir():
         print(f"calcitrack analyze: --out {args.out} is a file, not a folder", file=sys.stderr)
         return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # finish the CSVs as for Ctrl-C
     try:
-        summary = analyze_files(args.paths, args.out, config, user_spacing=args.spacing_mm,
-                                pseudonym_key=args.pseudonym_key, qc=args.qc,
-                                user_regions=user_regions, dicom_results=args.dicom_results,
-                                db_path=args.db,
-                                workers=workers_from(args), progress_stream=sys.stderr)
+        summary = analyze_files(args.paths, args.out, config, progress_stream=sys.stderr,
+                                **options)
     except KeyboardInterrupt:
         print(f"calcitrack analyze: interrupted; the films finished so far are in {args.out} "
               "and a rerun continues from there", file=sys.stderr)

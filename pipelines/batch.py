@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import io
 import logging
 import multiprocessing
@@ -166,6 +167,8 @@ class RunSummary:
     n_deposits: int
     n_reused: int = 0
     peak_worker_memory_mb: float | None = None
+    outputs: tuple[FilmOutput, ...] = ()
+    """Every input's rows, in input order (images travel as files in the output folder)."""
 
     @property
     def n_films(self) -> int:
@@ -318,7 +321,7 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
     statuses = tables.statuses()
     return RunSummary(out_dir, len(inputs), statuses[Status.OK], statuses[Status.ERROR],
                       statuses[Status.SKIPPED], tables.n_deposits(), tables.n_reused,
-                      max(peak_memory, default=None))
+                      max(peak_memory, default=None), tables.outputs())
 
 
 class _Tables:
@@ -358,6 +361,12 @@ class _Tables:
             if output is not None:
                 counts[output.status] += 1
         return counts
+
+    def outputs(self) -> tuple[FilmOutput, ...]:
+        """Rows only: the PNG and DICOM bytes are written already."""
+        return tuple(dataclasses.replace(output, mask_png=None, qc_png=None, seg_dcm=None,
+                                         sr_dcm=None)
+                     for output in self._outputs if output is not None)
 
     def n_deposits(self) -> int:
         return sum(len(output.deposits) for output in self._outputs if output is not None)

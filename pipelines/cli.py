@@ -14,7 +14,7 @@ from imaging import CalcitrackError, ConfigError, read_radiograph
 from imaging.config import AnalysisConfig, load_config
 from imaging.regions import RegionError
 
-from . import analyze, phantoms
+from . import analyze, followup, phantoms
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, spacing_argument
 from .inputs import iter_input_files
 
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_command.set_defaults(handler=_inspect)
 
     analyze.register(commands)
+    followup.register(commands)
 
     config = commands.add_parser(
         "config", help="print the analysis parameters as TOML (a file --config accepts)")

@@ -487,6 +487,14 @@ class ResultsStore:
                 self._insert("regions", {**row, "image_pk": image_pk})
         return image_pk
 
+    def image_key(self, content_hash: str | None, config_hash: str,
+                  source_path: str | None = None) -> int | None:
+        """The ``image_pk`` of a film recorded with this configuration, or None."""
+        found = self._db.execute(_FIND_IMAGE_SQL, {"content_hash": content_hash,
+                                                   "config_hash": config_hash,
+                                                   "source_path": source_path}).fetchone()
+        return None if found is None else found["image_pk"]
+
     def images(self, *, patient_key: str | None = None, config_hash: str | None = None,
                status: str | None = None) -> list[dict]:
         """Image rows, all or those matching every filter given, ordered by ``image_id``."""

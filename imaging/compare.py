@@ -1,0 +1,424 @@
+"""Comparing two films of a patient: deposit matching, change per region, category, response.
+
+Matching (`match_deposits`)
+---------------------------
+The follow-up's deposit labels are brought onto the baseline's pixel grid through the
+registration (`imaging.register`). A baseline deposit and a follow-up deposit are *linked*
+when, with either one grown by the registration tolerance (`MatchConfig.tolerance_mm`), they
+overlap by at least `MatchConfig.min_overlap` (20 %, as in `imaging.evaluation`) of the other
+one's area. Linked deposits form *groups* (a deposit that split or merged links to several);
+each group gets one status:
+
+- ``resolved`` — baseline deposits with no follow-up deposit;
+- ``new`` — follow-up deposits with no baseline deposit;
+- ``grown`` / ``shrunk`` — the group's area changed by more than `MatchConfig.change_pct`
+  (25 %, the SCTC threshold applied to one deposit) **and** by more than
+  `MatchConfig.min_change_mm2` (0.5 mm², the area of a 0.8 mm disc: a chosen floor against
+  outline jitter of tiny deposits, not a measured one; not applied to uncalibrated films);
+- ``persistent`` — linked, with a smaller change.
+
+Change (`compare_burden`)
+-------------------------
+Per region (deposit rows carry ``region``; a None, ``"film"`` or ``"all"`` region counts in
+the whole film only) and for the whole film (``region = "all"``): deposit count, total area,
+area-weighted mean relative density (soft tissue 0, bone 1), their changes, and the category
+of the area change: progression (> +25 %), improvement (< -25 %), stable otherwise (SCTC;
+`imaging.evaluation.change_category`). A change smaller than the pipeline's smallest
+detectable difference (`RepeatabilityConfig`) is flagged ``within_repeatability``.
+
+Areas are compared in mm² when both films are calibrated (each on its own calibration);
+otherwise in pixels, the follow-up's pixels converted to baseline pixels with the
+registration's scale (`Registration.pixel_area_ratio`), and the mm² columns stay empty.
+
+Response (`response_category`) from baseline to the latest film: ``complete`` (every
+deposit resolved, none new), ``partial`` (improvement, not complete), ``progression``, or
+``none``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from skimage.segmentation import expand_labels
+
+from .evaluation import CHANGE_THRESHOLD, MIN_OVERLAP, change_category
+
+#: Region name of the whole-film rows.
+ALL_REGIONS = "all"
+#: Region values that do not name a region (the deposit counts in the whole film only).
+_UNNAMED_REGIONS = {None, "", "film", ALL_REGIONS}
+
+
+class MatchStatus(str, enum.Enum):
+    """Fate of a deposit between two films."""
+
+    PERSISTENT = "persistent"
+    GROWN = "grown"
+    SHRUNK = "shrunk"
+    NEW = "new"
+    RESOLVED = "resolved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Response(str, enum.Enum):
+    """Response from baseline to the latest film."""
+
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    NONE = "none"
+    PROGRESSION = "progression"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Matching deposits between two registered films."""
+
+    tolerance_mm: float = 1.0
+    """Deposits are grown by this much before overlapping (registration error, outline
+    jitter); the serial benchmark measures registration errors well below it."""
+    min_overlap: float = MIN_OVERLAP
+    """Linked when the overlap is at least this fraction of the other deposit's area."""
+    change_pct: float = 100 * CHANGE_THRESHOLD
+    """A matched group grew or shrank when its area changed by more than this (%)..."""
+    min_change_mm2: float = 0.5
+    """...and by more than this (mm², calibrated films only)."""
+
+
+@dataclass(frozen=True)
+class RepeatabilityConfig:
+    """The pipeline's smallest detectable difference (SDD) of a film's deposit area.
+
+    Provenance: ``python benchmarks/serial.py`` (``--n-repeats 12``, seed 0) analyses 12
+    phantom films (hand, forearm, lower leg) re-acquired with a new position (up to ±10°,
+    10 mm), dose (0.6-1.6x) and noise, deposits unchanged but for the ±2 % drift the truth
+    records, and takes the Bland-Altman repeatability coefficient SDD = 1.96 x SD of the
+    pair error, the SD estimated robustly (1.4826 x MAD). Measured 2026-11-27 with the
+    detector of commit b42abfa: 0.67 relative, 25.3 mm² absolute (plain SDs: 8.4 and
+    44.8, driven by films where the detector missed most of the burden), rounded up below;
+    a second run, after uncommitted detector edits, gave 0.50 and 20.4 mm².
+    These are the current detector's figures, not a property of the method: measure again
+    whenever the detector changes (``benchmarks/results/serial.json``).
+    """
+
+    relative_sdd: float = 0.7
+    """SDD as a fraction of the mean of the two areas."""
+    absolute_sdd_mm2: float = 26.0
+    """Floor of the SDD in mm² (small burdens)."""
+
+    def sdd(self, baseline: float, followup: float, *, calibrated: bool = True) -> float:
+        """Smallest detectable difference for these two areas (mm², or px if uncalibrated,
+        then without the mm² floor)."""
+        relative = self.relative_sdd * 0.5 * (baseline + followup)
+        return max(relative, self.absolute_sdd_mm2) if calibrated else relative
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything the serial comparison needs besides the registration."""
+
+    match: MatchConfig = field(default_factory=MatchConfig)
+    repeatability: RepeatabilityConfig = field(default_factory=RepeatabilityConfig)
+    change_threshold: float = CHANGE_THRESHOLD
+    """Relative change of total area beyond which a follow-up is progression or improvement."""
+
+
+@dataclass(frozen=True, eq=False)
+class FilmDeposits:
+    """One film's deposits as the comparison needs them.
+
+    Attributes
+    ----------
+    labels : ndarray of int
+        Deposit labels in the film's source grid (label = ``deposit_id``).
+    rows : tuple of dict
+        Its ``deposits.csv`` rows (``deposit_id``, ``area_px``, ``region``,
+        ``relative_density``...).
+    pixel_area_mm2 : float or None
+        None for an uncalibrated film.
+    """
+
+    labels: np.ndarray
+    rows: tuple[dict, ...]
+    pixel_area_mm2: float | None
+
+    def row(self, deposit_id: int) -> dict:
+        for row in self.rows:
+            if int(row["deposit_id"]) == int(deposit_id):
+                return row
+        raise KeyError(deposit_id)
+
+
+@dataclass(frozen=True)
+class DepositMatch:
+    """One link (or unlinked deposit) of a comparison: a row of ``matches.csv``."""
+
+    group: int
+    baseline_deposit_id: int | None
+    followup_deposit_id: int | None
+    status: MatchStatus
+    region: str | None
+    baseline_area_px: int | None
+    followup_area_px: int | None
+    baseline_area_mm2: float | None
+    followup_area_mm2: float | None
+    group_change_pct: float | None
+
+
+@dataclass(frozen=True)
+class RegionChange:
+    """The change of one region (or ``all``) between two films: a row of ``changes.csv``."""
+
+    region: str
+    units: str
+    baseline_n_deposits: int
+    followup_n_deposits: int
+    baseline_area_px: int
+    followup_area_px: int
+    baseline_area_mm2: float | None
+    followup_area_mm2: float | None
+    change_area: float
+    change_pct: float | None
+    category: str
+    within_repeatability: bool
+    smallest_detectable_difference: float
+    baseline_density: float | None
+    followup_density: float | None
+    n_persistent: int
+    n_grown: int
+    n_shrunk: int
+    n_new: int
+    n_resolved: int
+
+    @property
+    def n_matched(self) -> int:
+        return self.n_persistent + self.n_grown + self.n_shrunk
+
+
+def match_deposits(baseline: FilmDeposits, followup: FilmDeposits,
+                   warped_followup_labels: np.ndarray, *, baseline_spacing_mm: float,
+                   followup_area_factor: float = 1.0,
+                   config: MatchConfig | None = None) -> tuple[DepositMatch, ...]:
+    """Match the deposits of two registered films.
+
+    Parameters
+    ----------
+    baseline, followup : FilmDeposits
+    warped_followup_labels : ndarray
+        The follow-up's labels resampled onto the baseline grid
+        (`imaging.register.Registration.warp_followup_labels`).
+    baseline_spacing_mm : float
+        Baseline pixel size (mm; the nominal one for an uncalibrated film) for the tolerance.
+    followup_area_factor : float
+        Baseline pixels per follow-up pixel, used to compare areas of uncalibrated films.
+    config : MatchConfig, optional
+
+    Returns
+    -------
+    tuple of DepositMatch
+        Groups in order of their smallest baseline deposit id, then the new ones.
+
+    Examples
+    --------
+    >>> a = np.zeros((20, 20), int); a[2:6, 2:6] = 1; a[12:16, 12:16] = 2
+    >>> b = np.zeros((20, 20), int); b[2:7, 2:7] = 1
+    >>> rows = lambda labels: tuple({"deposit_id": k, "area_px": int((labels == k).sum()),
+    ...                              "region": None} for k in np.unique(labels)[1:])
+    >>> m = match_deposits(FilmDeposits(a, rows(a), 1.0), FilmDeposits(b, rows(b), 1.0), b,
+    ...                    baseline_spacing_mm=1.0)
+    >>> [(x.baseline_deposit_id, x.followup_deposit_id, str(x.status)) for x in m]
+    [(1, 1, 'grown'), (2, None, 'resolved')]
+    """
+    config = config or MatchConfig()
+    base = np.asarray(baseline.labels).astype(np.int64)
+    warped = np.asarray(warped_followup_labels).astype(np.int64)
+    if base.shape != warped.shape:
+        raise ValueError(f"warped follow-up labels {warped.shape} are not on the baseline grid "
+                         f"{base.shape}")
+    tolerance_px = config.tolerance_mm / baseline_spacing_mm
+    grown_base = expand_labels(base, tolerance_px) if tolerance_px > 0 else base
+    grown_warped = expand_labels(warped, tolerance_px) if tolerance_px > 0 else warped
+    base_ids = [int(r["deposit_id"]) for r in baseline.rows]
+    follow_ids = [int(r["deposit_id"]) for r in followup.rows]
+    n_base, n_follow = max(base_ids + [int(base.max())]) + 1, max(
+        follow_ids + [int(warped.max())]) + 1
+    base_area = np.bincount(base.ravel(), minlength=n_base)
+    warped_area = np.bincount(warped.ravel(), minlength=n_follow)
+    # overlap[i, j]: pixels where (grown) baseline deposit i meets (grown) follow-up j
+    overlap_a = _pair_counts(grown_base, warped, n_base, n_follow)
+    overlap_b = _pair_counts(base, grown_warped, n_base, n_follow)
+    links = ((overlap_a >= config.min_overlap * np.maximum(warped_area[None, :], 1))
+             & (overlap_a > 0))
+    links |= (overlap_b >= config.min_overlap * np.maximum(base_area[:, None], 1)) & (overlap_b > 0)
+    links[0, :] = links[:, 0] = False
+
+    parent = {("b", i): ("b", i) for i in base_ids} | {("f", j): ("f", j) for j in follow_ids}
+
+    def find(node):
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    pairs = [(i, j) for i in base_ids for j in follow_ids
+             if i < n_base and j < n_follow and links[i, j]]
+    for i, j in pairs:
+        a, b = find(("b", i)), find(("f", j))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    groups: dict = {}
+    for node in parent:
+        groups.setdefault(find(node), []).append(node)
+    ordered = sorted(groups.values(), key=lambda nodes: (
+        min((i for side, i in nodes if side == "b"), default=math.inf),
+        min((j for side, j in nodes if side == "f"), default=math.inf)))
+
+    calibrated = baseline.pixel_area_mm2 is not None and followup.pixel_area_mm2 is not None
+    matches = []
+    for number, nodes in enumerate(ordered, start=1):
+        b_ids = sorted(i for side, i in nodes if side == "b")
+        f_ids = sorted(j for side, j in nodes if side == "f")
+        b_rows = [baseline.row(i) for i in b_ids]
+        f_rows = [followup.row(j) for j in f_ids]
+        b_area = _comparable_area(b_rows, baseline.pixel_area_mm2, calibrated, 1.0)
+        f_area = _comparable_area(f_rows, followup.pixel_area_mm2, calibrated,
+                                  followup_area_factor)
+        status, change = _group_status(b_area, f_area, calibrated, config)
+        region = _region(b_rows[0]) if b_rows else _region(f_rows[0])
+        group_pairs = [(i, j) for i, j in pairs if i in b_ids and j in f_ids]
+        linked_b = {i for i, _ in group_pairs}
+        linked_f = {j for _, j in group_pairs}
+        entries = group_pairs + [(i, None) for i in b_ids if i not in linked_b] + [
+            (None, j) for j in f_ids if j not in linked_f]
+        for i, j in entries:
+            brow = baseline.row(i) if i is not None else None
+            frow = followup.row(j) if j is not None else None
+            matches.append(DepositMatch(
+                number, i, j, status, region,
+                None if brow is None else int(brow["area_px"]),
+                None if frow is None else int(frow["area_px"]),
+                _mm2(brow, baseline.pixel_area_mm2), _mm2(frow, followup.pixel_area_mm2),
+                change))
+    return tuple(matches)
+
+
+def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
+                   matches: Sequence[DepositMatch], *, followup_area_factor: float = 1.0,
+                   config: CompareConfig | None = None) -> tuple[RegionChange, ...]:
+    """Per-region and whole-film change between two films (``region = "all"`` first).
+
+    Parameters
+    ----------
+    baseline, followup : FilmDeposits
+    matches : sequence of DepositMatch
+        From `match_deposits`.
+    followup_area_factor : float
+        Baseline pixels per follow-up pixel (uncalibrated films).
+    config : CompareConfig, optional
+    """
+    config = config or CompareConfig()
+    calibrated = baseline.pixel_area_mm2 is not None and followup.pixel_area_mm2 is not None
+    named = sorted({_region(r) for r in (*baseline.rows, *followup.rows)} - {None})
+    changes = []
+    for region in (ALL_REGIONS, *named):
+        def mine(rows):
+            return [r for r in rows if region == ALL_REGIONS or _region(r) == region]
+
+        b_rows, f_rows = mine(baseline.rows), mine(followup.rows)
+        b_area = _comparable_area(b_rows, baseline.pixel_area_mm2, calibrated, 1.0)
+        f_area = _comparable_area(f_rows, followup.pixel_area_mm2, calibrated,
+                                  followup_area_factor)
+        change = f_area - b_area
+        pct = 100.0 * change / b_area if b_area > 0 else None
+        sdd = config.repeatability.sdd(b_area, f_area, calibrated=calibrated)
+        counts = {status: 0 for status in MatchStatus}
+        for group in {m.group: m for m in matches
+                      if region == ALL_REGIONS or m.region == region}.values():
+            counts[group.status] += 1
+        changes.append(RegionChange(
+            region, "mm2" if calibrated else "px", len(b_rows), len(f_rows),
+            sum(int(r["area_px"]) for r in b_rows), sum(int(r["area_px"]) for r in f_rows),
+            b_area if calibrated else None, f_area if calibrated else None,
+            change, pct, change_category(b_area, f_area, config.change_threshold),
+            abs(change) < sdd, sdd, _density(b_rows), _density(f_rows),
+            counts[MatchStatus.PERSISTENT], counts[MatchStatus.GROWN],
+            counts[MatchStatus.SHRUNK], counts[MatchStatus.NEW], counts[MatchStatus.RESOLVED]))
+    return tuple(changes)
+
+
+def response_category(baseline_area: float, latest_area: float, latest_n_deposits: int,
+                      threshold: float = CHANGE_THRESHOLD) -> Response:
+    """Response from the baseline to the latest film.
+
+    ``complete``: the baseline had deposits and the latest film has none (every one resolved,
+    none new); ``partial``: improvement (area down by more than `threshold`) short of complete;
+    ``progression``: area up by more than `threshold` (or any deposit from a clean baseline);
+    ``none`` otherwise.
+
+    Examples
+    --------
+    >>> [str(response_category(10, a, n)) for a, n in ((0, 0), (5, 2), (11, 3), (20, 4))]
+    ['complete', 'partial', 'none', 'progression']
+    """
+    if baseline_area > 0 and latest_n_deposits == 0:
+        return Response.COMPLETE
+    category = change_category(baseline_area, latest_area, threshold)
+    if category == "improvement":
+        return Response.PARTIAL
+    if category == "progression":
+        return Response.PROGRESSION
+    return Response.NONE
+
+
+def _pair_counts(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> np.ndarray:
+    both = (a > 0) & (b > 0)
+    flat = a[both] * n_b + b[both]
+    return np.bincount(flat, minlength=n_a * n_b).reshape(n_a, n_b)
+
+
+def _region(row: dict) -> str | None:
+    region = row.get("region")
+    return None if region in _UNNAMED_REGIONS else str(region)
+
+
+def _mm2(row: dict | None, pixel_area_mm2: float | None) -> float | None:
+    if row is None or pixel_area_mm2 is None:
+        return None
+    return int(row["area_px"]) * pixel_area_mm2
+
+
+def _comparable_area(rows, pixel_area_mm2, calibrated: bool, factor: float) -> float:
+    """Total area in mm² (calibrated films) or in baseline pixels."""
+    px = sum(int(r["area_px"]) for r in rows)
+    return px * pixel_area_mm2 if calibrated else px * factor
+
+
+def _density(rows) -> float | None:
+    """Area-weighted mean relative density of the deposits (None if unknown)."""
+    known = [r for r in rows if r.get("relative_density") is not None]
+    area = sum(int(r["area_px"]) for r in known)
+    if not known or area == 0 or len(known) != len(rows):
+        return None
+    return float(sum(float(r["relative_density"]) * int(r["area_px"]) for r in known) / area)
+
+
+def _group_status(b_area: float, f_area: float, calibrated: bool, config: MatchConfig):
+    if b_area == 0:
+        return MatchStatus.NEW, None
+    change = 100.0 * (f_area - b_area) / b_area
+    if f_area == 0:
+        return MatchStatus.RESOLVED, -100.0
+    big_enough = not calibrated or abs(f_area - b_area) > config.min_change_mm2
+    if change > config.change_pct and big_enough:
+        return MatchStatus.GROWN, change
+    if change < -config.change_pct and big_enough:
+        return MatchStatus.SHRUNK, change
+    return MatchStatus.PERSISTENT, change

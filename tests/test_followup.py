@@ -1,0 +1,133 @@
+"""``calcitrack track`` / ``followup`` end to end on small phantom series (pipelines.followup)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sqlite3
+
+import pytest
+
+from imaging.evaluation import change_category
+from imaging.phantom import SeriesSpec, make_series, write_series
+from imaging.register import RegistrationConfig
+from imaging.config import AnalysisConfig
+from pipelines import followup
+from pipelines.batch import Workers
+from pipelines.inputs import InputFile, image_ids
+
+FAST = followup.FollowupConfig(
+    registration=RegistrationConfig(start_scales=(1.0,), start_rotation_step_deg=4.0))
+
+
+@pytest.fixture(scope="module")
+def series_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    series = make_series(SeriesSpec("hand", seed=11, changes=("progression", "improvement"),
+                                    spacing_mm=0.3, n_deposits=4, cnr_range=(8, 60),
+                                    size_range_mm=(3, 10)))
+    return series, [f.dicom for f in write_series(series, folder, "pt")]
+
+
+def _cli(*argv):
+    parser = argparse.ArgumentParser()
+    followup.register(parser.add_subparsers())
+    args = parser.parse_args([str(a) for a in argv])
+    return args.handler(args)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_track_two_films(series_files, tmp_path):
+    series, files = series_files
+    out = tmp_path / "out"
+    assert _cli("track", files[0], files[1], "--out", out) == 0
+    changes = _rows(out / "changes.csv")
+    whole = [r for r in changes if r["region"] == "all"]
+    assert len(whole) == 1 and whole[0]["status"] == "ok"
+    assert whole[0]["category"] == series.changes[0].category == "progression"
+    assert whole[0]["response"] == "progression"
+    assert float(whole[0]["registration_correlation"]) > 0.8
+    # every region row adds up to the whole film
+    regions = [r for r in changes if r["region"] != "all"]
+    assert sum(float(r["followup_area_mm2"]) for r in regions) == pytest.approx(
+        float(whole[0]["followup_area_mm2"]))
+    matches = _rows(out / "matches.csv")
+    assert {m["status"] for m in matches} <= {"persistent", "grown", "shrunk", "new", "resolved"}
+    n_followup = sum(1 for m in matches if m["followup_deposit_id"])
+    assert n_followup == int(whole[0]["followup_n_deposits"])
+    assert int(whole[0]["n_grown"]) + int(whole[0]["n_new"]) >= 1
+    assert list((out / "plots").glob("*.png"))
+    with sqlite3.connect(out / "calcitrack.sqlite") as db:
+        stored = db.execute("SELECT region, category, baseline_area_mm2 FROM comparisons "
+                            "ORDER BY region").fetchall()
+    assert ("all", "progression", pytest.approx(float(whole[0]["baseline_area_mm2"]))) in stored
+    assert len(stored) == len(changes)
+
+
+@pytest.mark.slow
+def test_three_visits_against_baseline_and_previous(series_files, tmp_path):
+    series, files = series_files
+    config = AnalysisConfig()
+    films, analysed = followup.analyse_films(files, tmp_path, config, workers=Workers(jobs=2))
+    assert analysed.n_ok == 3
+    v1, v2, v3 = image_ids(files)
+    summary = followup.run_series([[films[v1], films[v2], films[v3]]], tmp_path, config, FAST)
+    assert (summary.n_compared, summary.n_refused) == (3, 0)
+    whole = {(r["baseline_image_id"], r["followup_image_id"]): r
+             for r in _rows(tmp_path / "changes.csv") if r["region"] == "all"}
+    truth = {(v1, v2): series.changes[0].category,
+             (v2, v3): series.changes[1].category,
+             (v1, v3): change_category(series.visits[0].total_area_mm2,
+                                       series.visits[2].total_area_mm2)}
+    assert {pair: row["category"] for pair, row in whole.items()} == truth
+    assert whole[(v2, v3)]["reference"] == "previous"
+    assert whole[(v2, v3)]["response"] == ""
+    assert (tmp_path / "masks" / f"{v1}.png").is_file() and (tmp_path / "images.csv").is_file()
+
+
+def test_other_patient_is_refused(series_files, tmp_path):
+    _, files = series_files
+    other = make_series(SeriesSpec("hand", seed=12, changes=("stable",), spacing_mm=0.3,
+                                   n_deposits=2, patient_id="PHANTOM-OTHER"))
+    stranger = write_series(other, tmp_path / "other", "x")[0].dicom
+    out = tmp_path / "out"
+    assert _cli("track", files[0], stranger, "--out", out) == 1
+    row, = _rows(out / "changes.csv")
+    assert row["status"] == "refused" and "not the same anatomy" in row["reason"]
+    with sqlite3.connect(out / "calcitrack.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM comparisons").fetchone()[0] == 0
+
+
+def test_followup_groups_by_patient_and_orders_by_date(series_files, tmp_path):
+    series, files = series_files
+    films = [followup.AnalysedFilm(InputFile(p, f"v{i}"), _fake_result(f"v{i}", date, key))
+             for i, (p, date, key) in enumerate([
+                 (files[2], "2025-01-01", "a"), (files[0], "2024-01-01", "a"),
+                 (files[1], "2024-06-01", "b"), (files[1], None, "a")])]
+    groups, notes = followup.group_series(films)
+    assert [[f.image_id for f in g] for g in groups] == [["v1", "v0"]]
+    assert any("v2: the only film" in n for n in notes)
+    assert any("v3: no patient key or study date" in n for n in notes)
+    assert [(b.image_id, f.image_id, ref) for b, f, ref in followup.series_pairs(
+        [films[1], films[0], films[2]])] == [
+        ("v1", "v0", "baseline"), ("v1", "v2", "baseline"), ("v0", "v2", "previous")]
+
+
+def test_usage_errors(tmp_path, series_files):
+    _, files = series_files
+    assert _cli("track", files[0], tmp_path, "--out", tmp_path / "o") == 2
+    assert _cli("track", files[0], files[0], "--out", tmp_path / "o") == 2
+    assert _cli("followup", tmp_path / "empty", "--out", tmp_path / "o") == 2
+
+
+def _fake_result(image_id, date, key):
+    from imaging.export import Status
+    from pipelines.film import FilmResult
+    row = {"image_id": image_id, "status": Status.OK, "study_date": date, "patient_key": key,
+           "laterality": "R", "body_part": "HAND", "view_position": "PA"}
+    return FilmResult(row)

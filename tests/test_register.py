@@ -1,0 +1,81 @@
+"""Registration of a follow-up film onto its baseline (imaging.register)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imaging.phantom import FilmGrid, PhantomSpec, Pose, build_anatomy, make_film
+from imaging.register import (DifferentAnatomy, RegistrationConfig, RegistrationFailed,
+                              check_same_anatomy, register_films)
+
+#: One start scale and coarser rotation steps: a few seconds per pair.
+FAST = RegistrationConfig(start_scales=(1.0,), start_rotation_step_deg=4.0)
+
+
+def _film(**overrides):
+    spec = dict(anatomy="hand", seed=1, spacing_mm=0.4, n_deposits=2, patient_seed=5,
+                cnr_range=(10, 40), size_range_mm=(2, 6), pose=Pose(0, (0, 0)))
+    spec.update(overrides)
+    return make_film(PhantomSpec(**spec))
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return _film()
+
+
+def _grid(film):
+    return FilmGrid(film.radiograph.shape, film.radiograph.spacing_mm[0], film.pose,
+                    mirror=film.spec.laterality == "L")
+
+
+def test_recovers_known_rotation_and_shift(baseline):
+    followup = _film(seed=2, pose=Pose(7.0, (4.0, -5.0), 1.02))
+    registration = register_films(baseline.radiograph, followup.radiograph, FAST,
+                                  baseline_deposits=baseline.truth_labels,
+                                  followup_deposits=followup.truth_labels)
+    assert registration.rotation_deg == pytest.approx(7.0, abs=0.3)
+    assert registration.scale == pytest.approx(1.02, abs=0.005)
+    # joint centres, mapped through both true poses and the found transform
+    joints = np.array([j.centre for j in build_anatomy("hand", 5).joints])
+    rows_b, cols_b = _grid(baseline).to_film(joints[:, 0], joints[:, 1])
+    rows_f, cols_f = _grid(followup).to_film(joints[:, 0], joints[:, 1])
+    rows, cols = registration.followup_to_baseline(rows_f, cols_f)
+    error_mm = np.hypot(rows - rows_b, cols - cols_b) * 0.4
+    assert error_mm.max() < 1.0
+    back_rows, back_cols = registration.baseline_to_followup(rows, cols)
+    np.testing.assert_allclose(back_rows, rows_f, atol=1e-6)
+    np.testing.assert_allclose(back_cols, cols_f, atol=1e-6)
+    assert registration.correlation > 0.9 and registration.bone_dice > 0.9
+    # the follow-up's deposits land on the baseline's own (same patient-space deposits)
+    warped = registration.warp_followup_labels(followup.truth_labels, baseline.truth_labels.shape)
+    assert warped.shape == baseline.truth_labels.shape
+
+
+@pytest.mark.parametrize("field, value", [("patient_key", "someone-else"), ("laterality", "L"),
+                                          ("body_part", "FOOT"), ("view_position", "LAT")])
+def test_metadata_mismatch_is_refused(baseline, field, value):
+    other = dataclasses.replace(baseline.radiograph, metadata=dataclasses.replace(
+        baseline.radiograph.metadata, **{field: value}))
+    with pytest.raises(DifferentAnatomy, match="not the same anatomy"):
+        register_films(baseline.radiograph, other, FAST)
+
+
+def test_missing_metadata_is_noted_not_refused(baseline):
+    other = dataclasses.replace(baseline.radiograph, metadata=dataclasses.replace(
+        baseline.radiograph.metadata, view_position=None))
+    assert check_same_anatomy(baseline.radiograph, other) == (
+        "view not checked (missing from the metadata)",)
+
+
+@pytest.mark.parametrize("overrides", [dict(laterality="L"), dict(anatomy="forearm")],
+                         ids=["mirrored-side", "other-body-part"])
+def test_films_that_do_not_align_are_refused(baseline, overrides):
+    """Metadata claiming the same anatomy does not make a left hand or a forearm comparable."""
+    other = _film(seed=3, **overrides)
+    lying = dataclasses.replace(other.radiograph, metadata=baseline.radiograph.metadata)
+    with pytest.raises(RegistrationFailed, match="check that both films show the same"):
+        register_films(baseline.radiograph, lying, FAST)

@@ -1,8 +1,9 @@
 """Exporting results: table rows, CSV files, label images and QC overlays.
 
 Rows are plain ordered dicts built from a `Radiograph` and its `DepositFindings`; the column
-lists below are the output contract of ``calcitrack analyze`` (see ``DESIGN.md``). Every file is
-written through `atomic_output`, so a crash never leaves one half-written. Areas in mm² appear
+lists below are the output contract of ``calcitrack analyze`` (see ``DESIGN.md``). CSV files are
+written through `atomic_output`, and images are encoded to PNG bytes that the batch writes the
+same way, so a crash never leaves a file half-written. Areas in mm² appear
 only for calibrated films: an uncalibrated film has empty mm² cells, never a number resting on
 an assumed spacing.
 """
@@ -22,7 +23,7 @@ from . import __version__
 from .burden import BURDEN_COLUMNS, DepositInfo
 from .config import AnalysisConfig
 from .deposits import DepositFindings
-from .files import atomic_output, write_bytes
+from .files import atomic_output
 from .measure import DepositMeasures
 from .radiograph import Radiograph
 from .regions import RegionMap
@@ -261,30 +262,19 @@ def label_image(labels: np.ndarray) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """An 8/16-bit greyscale or 8-bit BGR image as PNG file bytes (lossless)."""
+    """An 8/16-bit greyscale or 8-bit BGR image as PNG file bytes (lossless).
+
+    Examples
+    --------
+    >>> import cv2
+    >>> data = encode_png(label_image(np.array([[0, 1], [300, 2]])))
+    >>> cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).tolist()
+    [[0, 1], [300, 2]]
+    """
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise ValueError(f"cannot encode a {image.dtype} {image.shape} image as PNG")
     return encoded.tobytes()
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an 8/16-bit greyscale or 8-bit BGR image as PNG, atomically."""
-    write_bytes(path, encode_png(image))
-
-
-def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write a deposit label image as a 16-bit PNG of the same rows × columns.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib, cv2
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "mask.png"
-    >>> write_label_png(target, np.array([[0, 1], [300, 2]]))
-    >>> cv2.imread(str(target), cv2.IMREAD_UNCHANGED).tolist()
-    [[0, 1], [300, 2]]
-    """
-    write_png(path, label_image(labels))
 
 
 # --- QC overlay ---------------------------------------------------------------------------

@@ -137,7 +137,6 @@ class SerialSummary:
 
     out_dir: Path
     n_films: int
-    n_failed: int
     n_compared: int
     n_refused: int
     notes: tuple[str, ...] = ()
@@ -354,7 +353,7 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
             write_burden_plot(out_dir / "plots" / f"{_series_name(films_of[0])}.png", films_of)
         store.finish_run(run_id)
     n_refused = sum(o.refused is not None for o in outcomes)
-    return SerialSummary(out_dir, sum(len(films_of) for films_of in series), 0,
+    return SerialSummary(out_dir, sum(len(films_of) for films_of in series),
                          len(outcomes) - n_refused, n_refused, tuple(notes))
 
 

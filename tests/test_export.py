@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import imaging
-from imaging.burden import DepositInfo
 from imaging import Radiograph, SpacingSource
 from imaging.anatomy import Anatomy
+from imaging.burden import DepositInfo
 from imaging.config import AnalysisConfig
 from imaging.deposits import DepositFindings
 from imaging.export import (
@@ -22,13 +22,14 @@ from imaging.export import (
     Provenance,
     Status,
     deposit_rows,
+    encode_png,
     format_cell,
     image_row,
     label_image,
     qc_overlay,
     write_csv,
-    write_label_png,
 )
+from imaging.files import write_bytes
 from imaging.measure import DepositMeasures
 from imaging.preprocess import AnalysisGrid
 
@@ -104,7 +105,7 @@ def test_label_png_round_trips_16_bit_values_and_shape(tmp_path):
     labels = np.zeros((7, 5), np.int32)
     labels[0, 0], labels[3, 4], labels[6, 1] = 1, 256, 65535
     path = tmp_path / "mask.png"
-    write_label_png(path, labels)
+    write_bytes(path, encode_png(label_image(labels)))
     back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and back.shape == (7, 5)
     np.testing.assert_array_equal(back, labels)

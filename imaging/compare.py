@@ -46,9 +46,10 @@ import numpy as np
 from skimage.segmentation import expand_labels
 
 from .evaluation import CHANGE_THRESHOLD, MIN_OVERLAP, change_category
+from .regions import WHOLE_FILM
 
 #: Region name of the whole-film rows.
-ALL_REGIONS = "all"
+ALL_REGIONS = WHOLE_FILM
 #: Region values that do not name a region (the deposit counts in the whole film only).
 _UNNAMED_REGIONS = {None, "", "film", ALL_REGIONS}
 

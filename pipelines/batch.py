@@ -296,8 +296,8 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
         try:
             for index, item in enumerate(inputs):
                 if item.skip_reason is not None:
-                    finish(index, _skipped_output(item, provenance), file_content_hash(item.path),
-                           f"{item.path}: {item.skip_reason}")
+                    # Skipped files are rows in images.csv, not lines: archives hold many.
+                    finish(index, _skipped_output(item, provenance), file_content_hash(item.path))
                     continue
                 content_hash = file_content_hash(item.path)
                 earlier = _finished_output(store, out_dir, item, content_hash,

@@ -29,6 +29,8 @@ import logging
 import multiprocessing
 import os
 import resource
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,10 @@ DEFAULT_MEMORY_LIMIT_MB = 4096
 #: more on Dask, where each task also waits for a scheduler round trip.
 _TASKS_PER_WORKER = 2
 _TASKS_PER_DASK_WORKER = 8
+#: Exit status of a Dask worker stopped by the per-file watchdog (EX_SOFTWARE).
+_EXIT_TIMED_OUT = 70
+#: A film whose worker died this many times is recorded as failed (Dask retries it before).
+_DASK_ALLOWED_FAILURES = 1
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,9 @@ class Workers:
     jobs : int
         Local worker processes (ignored with Dask).
     timeout_s : float or None
-        A film still running after this long is stopped and recorded as failed (local
-        workers; a Dask cluster cannot stop a running task).
+        A film still running after this long is stopped and recorded as failed. A local
+        pool stops its worker; on Dask, which cannot stop one task, a watchdog in the task
+        ends the worker process (its nanny starts a new one; the film is retried once).
     memory_limit_mb : float or None
         Memory guard per worker: local workers get this much address space beyond their
         start-up size (an allocation past it fails the film, not the worker); a local Dask
@@ -117,6 +124,9 @@ class FilmTask:
     qc: bool
     user_regions: UserRegions | None = None
     dicom_results: bool = False
+    watchdog_s: float | None = None
+    """Stop the whole worker process past this time (for Dask workers, which cannot be told
+    to stop one task; local pools stop their workers themselves)."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +189,19 @@ class RunSummary:
 def run_film_task(task: FilmTask) -> FilmOutput:
     """Analyse one film in a worker and encode its images (the unit of parallel work)."""
     cv2.setNumThreads(1)  # one film per core: OpenCV's own threads would only compete
-    result = analyze_film(task.path, task.image_id, task.config, user_spacing=task.user_spacing,
-                          pseudonym_key=task.pseudonym_key, qc=task.qc,
-                          user_regions=task.user_regions, dicom_results=task.dicom_results)
+    watchdog = None
+    if task.watchdog_s is not None:
+        watchdog = threading.Timer(task.watchdog_s, _stop_worker, args=(task,))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        result = analyze_film(task.path, task.image_id, task.config,
+                              user_spacing=task.user_spacing, pseudonym_key=task.pseudonym_key,
+                              qc=task.qc, user_regions=task.user_regions,
+                              dicom_results=task.dicom_results)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     return FilmOutput(
         image=result.image, deposits=result.deposits, regions=result.regions,
         study_instance_uid=result.study_instance_uid,
@@ -189,6 +209,12 @@ def run_film_task(task: FilmTask) -> FilmOutput:
         qc_png=None if result.overlay is None else encode_png(result.overlay),
         seg_dcm=_dicom_bytes(result.segmentation), sr_dcm=_dicom_bytes(result.report),
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _stop_worker(task: FilmTask) -> None:
+    print(f"calcitrack: {task.path} ran over the per-file time limit of {task.watchdog_s:g} s; "
+          "stopping this worker", file=sys.stderr, flush=True)
+    os._exit(_EXIT_TIMED_OUT)
 
 
 def _dicom_bytes(dataset) -> bytes | None:
@@ -500,16 +526,20 @@ class _DaskPool:
     """The same tasks on a Dask distributed cluster (an existing one, or a local one)."""
 
     def __init__(self, workers: Workers):
-        import distributed  # imported only when asked for: it is slow to import
+        import dask  # imported only when asked for: it is slow to import
+        import distributed
 
         self._distributed = distributed
+        self._timeout_s = workers.timeout_s
         self._cluster = None
         if workers.dask_local:
             memory = ("auto" if workers.memory_limit_mb is None
                       else f"{workers.memory_limit_mb:g}MiB")
-            self._cluster = distributed.LocalCluster(
-                n_workers=workers.dask_local, threads_per_worker=1, processes=True,
-                memory_limit=memory, dashboard_address=None, silence_logs=logging.ERROR)
+            with dask.config.set({"distributed.scheduler.allowed-failures":
+                                  _DASK_ALLOWED_FAILURES}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=workers.dask_local, threads_per_worker=1, processes=True,
+                    memory_limit=memory, dashboard_address=None, silence_logs=logging.ERROR)
             self._client = distributed.Client(self._cluster)
         else:
             try:
@@ -522,6 +552,7 @@ class _DaskPool:
         self.capacity = n_workers * _TASKS_PER_DASK_WORKER
 
     def submit(self, task: FilmTask):
+        task = dataclasses.replace(task, watchdog_s=self._timeout_s)
         return self._client.submit(run_film_task, task, pure=False)
 
     def finished(self, futures, block: bool):
@@ -534,8 +565,10 @@ class _DaskPool:
             return future.result()
         except self._distributed.KilledWorker:
             return _error_output(item, provenance,
-                                 "the Dask workers analysing this film died repeatedly — "
-                                 "most likely its memory limit; give workers more memory")
+                                 f"the Dask workers analysing this film died repeatedly — it "
+                                 f"ran over the per-file time limit ({self._timeout_s:g} s, "
+                                 "--timeout) or the workers' memory limit; raise them if "
+                                 "such films are expected")
         except Exception as exc:
             return _error_output(item, provenance, f"Dask task failed: {type(exc).__name__} "
                                                    f"({str(exc)[:200]})")

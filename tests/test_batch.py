@@ -116,6 +116,15 @@ def test_a_film_over_the_time_limit_fails_alone(mixed_folder, tmp_path):
     assert all("time limit of 0.01 s" in error for error in errors)
 
 
+def test_a_film_over_the_time_limit_on_dask_is_an_error_row(tmp_path):
+    out = tmp_path / "out"
+    summary = analyze_files([SAMPLE_IMAGES / "hand_patient1_v1.dcm"], out, AnalysisConfig(),
+                            workers=Workers(dask_local=1, timeout_s=0.2))
+    (row,) = _read_csv(out / "images.csv")
+    assert summary.n_failed == 1 and row["status"] == "error"
+    assert "time limit (0.2 s, --timeout)" in row["error"]
+
+
 def test_a_film_over_the_memory_guard_fails_with_the_remedy(mixed_folder, tmp_path):
     out = tmp_path / "out"
     summary = analyze_files([SAMPLE_IMAGES / "lower_leg_patient3.dcm"], out, AnalysisConfig(),

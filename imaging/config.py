@@ -114,6 +114,10 @@ class DetectionConfig:
     """A deposit whose core is flatter than this fraction of the surrounding pixel noise is
     clipped at the detector's ceiling: a saturated metal or lead object (a skin marker bead),
     not calcium."""
+    max_bone_contact: float = 0.48
+    """A deposit with more than this fraction of its outline within 0.6 mm of the bone mask
+    is a strip of bone edge the mask missed (a deposit beside a bone touches it along a
+    smaller part of its outline)."""
 
 
 @dataclass(frozen=True)

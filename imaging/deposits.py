@@ -31,7 +31,7 @@ from .measure import DepositMeasures, measure_deposits
 from .preprocess import (
     AnalysisGrid,
     blur,
-    local_location_and_spread,
+    local_spread,
     smooth_background,
     to_analysis_grid,
 )
@@ -92,14 +92,18 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     anatomy = clock("anatomy", find_anatomy, grid, config.anatomy,
                     limb_scale=bool(part) and part not in _HAND_PARTS | _BREAST_PARTS,
                     has_bone=part not in _BREAST_PARTS)
-    background, significance = clock("significance", contrast_to_noise, grid, anatomy, config)
-    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, significance, config)
+    region = clock("significance", search_region, grid, anatomy)
+    background, significance = clock("significance", contrast_to_noise, grid, anatomy, config,
+                                     region=region)
+    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, significance, config,
+                       region=region)
     labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy, background,
-                   candidates, config)
+                   candidates, config, region=region)
     deposits = clock("measures", measure_deposits, radiograph.pixels, labels,
                      grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
-                     soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+                     soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0,
+                     bone=grid.to_source(anatomy.bone.astype(np.uint8)) > 0)
     labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection)
     return DepositFindings(labels, deposits, anatomy, grid)
 
@@ -112,20 +116,26 @@ def select_deposits(labels: np.ndarray, deposits, detection):
     deposit is brighter than its rim (`min_rim_cnr`), by a good part of its own contrast
     (`min_rim_fraction`: a sliver of bone edge has bone in its rim). Deposits fainter than
     `min_relative_density` of bone are texture (films without bone skip that test). A flat,
-    noiseless core (`min_core_noise_ratio`) is a saturated metal object. The kept deposits
-    are renumbered 1..N.
+    noiseless core (`min_core_noise_ratio`) is a saturated metal object. A deposit lying
+    along the bone mask for much of its outline (`max_bone_contact`) is a strip of bone edge
+    the mask missed. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if d.rim_cnr >= detection.min_rim_cnr
             and d.rim_contrast >= detection.min_rim_fraction * d.mean_contrast
             and (d.relative_density is None or d.relative_density >= detection.min_relative_density)
-            and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)]
+            and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
+            and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)]
     if len(kept) == len(deposits):
         return labels, deposits
-    relabel = np.zeros(int(labels.max()) + 1, np.int32)
+    relabel = np.zeros(max(d.label for d in deposits) + 1, np.int32)
     for new, deposit in enumerate(kept, start=1):
         relabel[deposit.label] = new
     renumbered = tuple(dataclasses.replace(d, label=new) for new, d in enumerate(kept, start=1))
-    return relabel[labels], renumbered
+    # Deposits cover a small part of a film: relabel their pixels only.
+    flat = np.flatnonzero(labels)
+    result = np.zeros_like(labels)
+    result.ravel()[flat] = relabel[labels.ravel()[flat]]
+    return result, renumbered
 
 
 class _StageClock:
@@ -143,7 +153,8 @@ class _StageClock:
         return result
 
 
-def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConfig):
+def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConfig, *,
+                      region: np.ndarray | None = None):
     """Soft-tissue background and the significance map of the excess over it.
 
     The background follows the depth below the skin (see `skin_depth_background`), which
@@ -151,9 +162,10 @@ def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConf
     interface, and is interpolated under bone. The excess over it, smoothed over soft tissue
     only at each scale, is divided by its own local robust spread (quantum noise and any
     remaining texture alike: a constant-false-alarm-rate detector). A first pass, on a grid
-    twice as coarse, finds the candidates to leave out of the final background.
+    twice as coarse, finds the candidates to leave out of the final background. `region`
+    (here and in the later stages) is `search_region(grid, anatomy)` when already computed.
     """
-    weights = search_region(grid, anatomy)
+    weights = search_region(grid, anatomy) if region is None else region
     depth_mm = cv2.distanceTransform(anatomy.body.astype(np.uint8), cv2.DIST_L2, 5) * grid.spacing_mm
     rows, cols = weights.shape
     size = (max(1, cols // 2), max(1, rows // 2))
@@ -226,20 +238,35 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     empty = np.isnan(profile).all(axis=1)
     profile[empty] = overall
     profile = profile.reshape(tiles_r, tiles_c, bins)
-    # Blend the four nearest tile centres bilinearly.
-    flat = profile.astype(np.float32).ravel()
+    # Blend the four nearest tile centres bilinearly, block by block of pixels that share
+    # the same four tiles (small look-up tables, cache-sized arrays).
     fr = np.clip((np.arange(rows) + 0.5) * tiles_r / rows - 0.5, 0, tiles_r - 1)
     fc = np.clip((np.arange(cols) + 0.5) * tiles_c / cols - 0.5, 0, tiles_c - 1)
     r0, c0 = np.floor(fr).astype(np.int32), np.floor(fc).astype(np.int32)
     r1, c1 = np.minimum(r0 + 1, tiles_r - 1), np.minimum(c0 + 1, tiles_c - 1)
     wr = (fr - r0).astype(np.float32)[:, None]
     wc = (fc - c0).astype(np.float32)[None, :]
-    result = np.zeros((rows, cols), np.float32)
-    for tr, weight_r in ((r0, 1 - wr), (r1, wr)):
-        for tc, weight_c in ((c0, 1 - wc), (c1, wc)):
-            index = (tr[:, None] * tiles_c + tc[None, :]) * bins + depth_bin
-            result += weight_r * weight_c * flat[index]
+    weights_r, weights_c = (1 - wr, wr), (1 - wc, wc)
+    table = profile.astype(np.float32)
+    result = np.empty((rows, cols), np.float32)
+    for rows_block in _runs(r0):
+        for cols_block in _runs(c0):
+            block = (rows_block, cols_block)
+            depth = depth_bin[block]
+            total = np.zeros(depth.shape, np.float32)
+            for tr, weight_r in zip((r0, r1), weights_r):
+                for tc, weight_c in zip((c0, c1), weights_c):
+                    lookup = table[tr[rows_block.start], tc[cols_block.start]]
+                    total += weight_r[rows_block] * weight_c[:, cols_block] * lookup[depth]
+            result[block] = total
     return result
+
+
+def _runs(index: np.ndarray) -> list[slice]:
+    """Slices of the runs of equal values in a sorted index."""
+    starts = np.flatnonzero(np.diff(index)) + 1
+    bounds = [0, *starts.tolist(), len(index)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _clipped_group_means(group: np.ndarray, sample: np.ndarray, n_groups: int) -> np.ndarray:
@@ -278,19 +305,21 @@ def _significance(excess: np.ndarray, weights: np.ndarray, grid: AnalysisGrid, s
     best = np.zeros(excess.shape, np.float32)
     for scale_mm in scales_mm:
         sigma = max(grid.mm_to_px(scale_mm) / 4.0, 0.5)
-        smoothed = blur(ew, sigma) / np.maximum(blur(w, sigma), 1e-3)
-        _, spread = local_location_and_spread(smoothed, weights, tile_px)
-        best = np.maximum(best, smoothed / spread)
+        weight = np.maximum(blur(w, sigma), 1e-3)
+        smoothed = np.divide(blur(ew, sigma), weight, out=weight)
+        significance = np.divide(smoothed, local_spread(smoothed, weights, tile_px), out=smoothed)
+        np.maximum(best, significance, out=best)
     best[~weights] = 0
     return best
 
 
 def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
-                          config: AnalysisConfig) -> np.ndarray:
+                          config: AnalysisConfig, *, region: np.ndarray | None = None
+                          ) -> np.ndarray:
     """Label image (analysis grid) of soft-tissue regions with a seed above `seed_cnr`,
     grown over connected pixels above `grow_cnr`, large and strong enough."""
     detection = config.detection
-    allowed = search_region(grid, anatomy)
+    allowed = search_region(grid, anatomy) if region is None else region
     grow = (cnr >= detection.grow_cnr) & allowed
     # Thinner than the narrowest deposit that matters: bone-edge rims and noise streaks.
     grow = cv2.morphologyEx(grow.astype(np.uint8), cv2.MORPH_OPEN,
@@ -298,29 +327,33 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     count, labels = cv2.connectedComponents(grow.astype(np.uint8), connectivity=8)
     if count <= 1:
         return np.zeros(cnr.shape, np.int32)
-    flat = labels.ravel()
+    # Statistics over the grown pixels only (a small part of the film).
+    inside = np.flatnonzero(labels)
+    members, values = labels.ravel()[inside], cnr.ravel()[inside]
     seeded = np.zeros(count, bool)
-    seeded[np.unique(flat[(cnr.ravel() >= detection.seed_cnr) & (flat > 0)])] = True
-    area = np.bincount(flat, minlength=count) * grid.spacing_mm ** 2
+    seeded[np.unique(members[values >= detection.seed_cnr])] = True
+    pixels = np.bincount(members, minlength=count)
+    area = pixels * grid.spacing_mm ** 2
     # A bright deposit's halo at the coarse scales spreads far above `grow_cnr`: judge the
     # size of a candidate by its part above half its own peak.
     peak = np.zeros(count, np.float32)
-    np.maximum.at(peak, flat, cnr.ravel())
-    core = (cnr.ravel() >= 0.5 * peak[flat]) & (flat > 0)
-    core_area = np.bincount(flat[core], minlength=count) * grid.spacing_mm ** 2
-    mean_cnr = np.bincount(flat, weights=cnr.ravel(), minlength=count) / np.maximum(
-        np.bincount(flat, minlength=count), 1)
+    np.maximum.at(peak, members, values)
+    core = values >= 0.5 * peak[members]
+    core_area = np.bincount(members[core], minlength=count) * grid.spacing_mm ** 2
+    mean_cnr = np.bincount(members, weights=values, minlength=count) / np.maximum(pixels, 1)
     # Candidates reaching an exclusion band (collimator edge, metal, film edge) are artefacts.
     near_excluded = cv2.dilate(anatomy.excluded.astype(np.uint8),
                                disk(2 * grid.mm_to_px(0.2) + 1)) > 0
     touching = np.zeros(count, bool)
-    touching[np.unique(flat[near_excluded.ravel()])] = True
+    touching[np.unique(labels[near_excluded])] = True
     keep = (seeded & ~touching & (area >= detection.min_area_mm2)
             & (core_area <= detection.max_area_mm2) & (mean_cnr >= detection.min_mean_cnr))
     keep[0] = False
     relabel = np.zeros(count, np.int32)
     relabel[keep] = np.arange(1, int(keep.sum()) + 1)
-    return relabel[labels]
+    result = np.zeros_like(labels)
+    result.ravel()[inside] = relabel[members]
+    return result
 
 
 def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
@@ -332,7 +365,8 @@ def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
 
 def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
                            background: np.ndarray, candidates: np.ndarray,
-                           config: AnalysisConfig) -> np.ndarray:
+                           config: AnalysisConfig, *, region: np.ndarray | None = None
+                           ) -> np.ndarray:
     """Redraw each candidate in the source grid at `edge_fraction` of its own peak contrast.
 
     A candidate may hold several specks (a reticular cluster) of different densities: its
@@ -347,7 +381,9 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     scale_r, scale_c = grid.scale
     source_px_mm = min(grid.source_spacing_mm)
     pad = int(np.ceil(1.5 / source_px_mm))
-    soft = search_region(grid, anatomy).astype(np.uint8)
+    # Converted once: the warps below read float32 (labels are exact integers in float32).
+    soft = (search_region(grid, anatomy) if region is None else region).astype(np.float32)
+    candidate_labels = candidates.astype(np.float32)
     sigma_src = max(0.1 / source_px_mm, 0.7)
     reach_px = 2 * 0.5 / source_px_mm + 1
     next_label = 1
@@ -358,7 +394,7 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         sc0, sc1 = max(int(c0 * scale_c) - pad, 0), min(int(np.ceil(c1 * scale_c)) + pad, cols)
         size = (sc1 - sc0, sr1 - sr0)
         window = (sr0 / scale_r, sr1 / scale_r, sc0 / scale_c, sc1 / scale_c)
-        core = _crop_to_source(candidates == label, *window, size) > 0
+        core = _crop_to_source(candidate_labels, *window, size) == label
         if not core.any():
             continue
         allowed = _crop_to_source(soft, *window, size) > 0
@@ -393,16 +429,23 @@ def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.nda
         return region
     reference = smooth[outside] if outside.sum() >= 30 else smooth[region]
     floor = max(3.0 * 1.4826 * float(np.median(np.abs(reference - np.median(reference)))), 1e-6)
+    # Only the region's bounding box (and a one-pixel frame at the region's minimum, as
+    # everywhere outside it) matters: work there.
+    result = np.zeros_like(region)
+    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    smooth, region = smooth[box], region[box]
     inside = np.where(region, smooth, float(smooth[region].min())).astype(np.float64)
     tops = h_maxima(inside, floor).astype(bool) & region & (smooth >= floor)
     count, markers = cv2.connectedComponents(tops.astype(np.uint8), connectivity=8)
     if count <= 1:
-        return np.zeros_like(region)
+        return result
     basins = watershed(-smooth, markers, mask=region)
     peak_values = np.full(count, -np.inf)
     np.maximum.at(peak_values, markers[tops], smooth[tops])
     peak_values[0] = np.inf
-    return region & (basins > 0) & (smooth >= fraction * peak_values[basins])
+    result[box] = region & (basins > 0) & (smooth >= fraction * peak_values[basins])
+    return result
 
 
 def _crop_to_source(image, r0, r1, c0, c1, size, interpolation=cv2.INTER_NEAREST):

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from skimage.measure import regionprops
 
 from .preprocess import MAD_TO_NOISE_SIGMA, noise_residual
@@ -19,14 +18,44 @@ RIM_MM = (0.5, 2.0)
 CORE_INSET_MM = 0.15
 #: A core smaller than this (pixels) is too small to judge its noise.
 MIN_CORE_PX = 20
+#: Pixels just outside a deposit this close (mm) to the bone mask count as bone contact.
+BONE_CONTACT_MM = 0.6
 
 
 def _ring(mask: np.ndarray, radii_px: tuple[float, float]) -> np.ndarray:
     """Pixels between two distances (in pixels) outside a mask."""
-    inner, outer = (cv2.dilate(mask.astype(np.uint8),
+    # Dilations only reach `reach` pixels: work on the mask's bounding box plus that much.
+    reach = int(round(max(radii_px))) + 1
+    ring = np.zeros(mask.shape, bool)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return ring
+    box = (slice(max(rows[0] - reach, 0), rows[-1] + 1 + reach),
+           slice(max(cols[0] - reach, 0), cols[-1] + 1 + reach))
+    inner, outer = (cv2.dilate(mask[box].astype(np.uint8),
                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
                     for k in (2 * int(round(r)) + 1 for r in radii_px))
-    return outer & ~inner
+    ring[box] = outer & ~inner
+    return ring
+
+
+def _bounding_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+    """`scipy.ndimage.find_objects(labels)` from the labelled pixels only (few on a film)."""
+    flat = np.flatnonzero(labels)
+    count = int(labels.ravel()[flat].max()) if flat.size else 0
+    if count == 0:
+        return []
+    value = labels.ravel()[flat]
+    row, col = np.divmod(flat, labels.shape[1])
+    first_row, last_row = np.full(count + 1, labels.shape[0]), np.full(count + 1, -1)
+    first_col, last_col = np.full(count + 1, labels.shape[1]), np.full(count + 1, -1)
+    np.minimum.at(first_row, value, row)
+    np.maximum.at(last_row, value, row)
+    np.minimum.at(first_col, value, col)
+    np.maximum.at(last_col, value, col)
+    return [(slice(int(first_row[k]), int(last_row[k]) + 1),
+             slice(int(first_col[k]), int(last_col[k]) + 1))
+            if last_row[k] >= 0 else None for k in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -65,11 +94,16 @@ class DepositMeasures:
     """Pixel noise inside the deposit's core over the noise of the tissue around it; near 0
     for a flat, clipped top (a saturated metal bead), about 1 or more for calcium. None when
     the deposit has too small a core."""
+    bone_contact: float | None = None
+    """Fraction of the pixels just outside the deposit's outline that lie within
+    `BONE_CONTACT_MM` of the bone mask: about half for a strip of bone edge the bone mask
+    missed, less for a deposit beside a bone. None when no bone mask was given."""
 
 
 def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndarray,
                      spacing_mm: tuple[float, float], *, calibrated: bool, bone_level: float | None,
-                     soft_tissue: np.ndarray) -> tuple[DepositMeasures, ...]:
+                     soft_tissue: np.ndarray, bone: np.ndarray | None = None
+                     ) -> tuple[DepositMeasures, ...]:
     """Measure every labelled deposit.
 
     Parameters
@@ -89,6 +123,8 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
         films without bone, whose relative densities are then None.
     soft_tissue : ndarray of bool
         Soft tissue in the source grid (where the local noise is measured).
+    bone : ndarray of bool, optional
+        The bone mask in the source grid (for `bone_contact`).
     """
     count = int(labels.max()) if labels.size else 0
     if count == 0:
@@ -98,8 +134,11 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
     window = int(np.ceil(NOISE_WINDOW_MM / mean_spacing))
     # At least 3 pixels: the residual of the 2-pixel smoothing still holds the edge closer in.
     inset = max(3, int(round(CORE_INSET_MM / mean_spacing)))
+    cross = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    bone_reach = cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * int(round(BONE_CONTACT_MM / mean_spacing)) + 1,) * 2)
     measures = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+    for index, found in enumerate(_bounding_boxes(labels), start=1):
         if found is None:
             continue
         r0, r1 = max(found[0].start - window, 0), min(found[0].stop + window, labels.shape[0])
@@ -123,6 +162,11 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))) > 0
         core_noise_ratio = (float(np.median(residual[core])) * MAD_TO_NOISE_SIGMA / noise
                             if core.sum() >= MIN_CORE_PX else None)
+        bone_contact = None
+        if bone is not None:
+            outline = (cv2.dilate(mask.astype(np.uint8), cross) > 0) & ~mask
+            near_bone = cv2.dilate(bone[r0:r1, c0:c1].astype(np.uint8), bone_reach) > 0
+            bone_contact = float((outline & near_bone).sum() / max(int(outline.sum()), 1))
         local_mean = cv2.blur(excess, (3, 3))
         peak_contrast = float(local_mean[mask].max())
         props = regionprops(mask.astype(np.uint8))[0]
@@ -153,5 +197,6 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             relative_density=mean_contrast / bone_level if bone_level else None,
             peak_relative_density=peak_contrast / bone_level if bone_level else None,
             core_noise_ratio=core_noise_ratio,
+            bone_contact=bone_contact,
         ))
     return tuple(measures)

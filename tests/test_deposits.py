@@ -143,3 +143,58 @@ def test_normal_tibia_has_no_deposits(radiographs):
                    "thumb and wrist bones")
 def test_normal_hand_has_no_deposits(radiographs):
     assert find_deposits(read_radiograph(radiographs / "hand_pa_cr_j2k_lossless.dcm")).deposits == ()
+
+
+def test_fast_tile_statistics_equal_the_plain_numpy_ones():
+    """The sorted-row medians and pixel-only bounding boxes (speed, issue #4) give exactly
+    what `np.nanmedian` and `scipy.ndimage.find_objects` give."""
+    import cv2
+    from scipy import ndimage
+
+    from imaging.measure import _bounding_boxes
+    from imaging.preprocess import (_tile_location_and_spread, local_location_and_spread,
+                                    local_spread)
+
+    rng = np.random.default_rng(11)
+    values = (50 * rng.standard_normal((170, 130))).astype(np.float32)
+    mask = rng.random(values.shape) < 0.6
+    mask[:, :40] = False                                  # tiles without enough pixels
+    center, spread = _tile_location_and_spread(values, mask, 20)
+    blocks = np.where(mask, values, np.nan)[::2, ::2][:80, :60].reshape(8, 10, 6, 10)
+    blocks = blocks.transpose(0, 2, 1, 3).reshape(8, 6, 100)
+    enough = np.isfinite(blocks).sum(axis=2) >= 25
+    expected_center = np.nanmedian(blocks[enough], axis=1)
+    deviation = np.abs(blocks[enough] - expected_center[:, None])
+    expected_spread = 1.4826 * np.nanmedian(deviation, axis=1)
+    assert (~enough).any() and np.array_equal(center[enough], expected_center)
+    assert np.array_equal(spread[enough], expected_spread)
+    assert np.all(spread[~enough] == np.median(expected_spread))
+    full_center, full_spread = local_location_and_spread(values, mask, 20)
+    assert np.array_equal(full_spread, cv2.resize(spread, (130, 170),
+                                                  interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(local_spread(values, mask, 20), full_spread)
+
+    labels = np.zeros((60, 50), np.int32)
+    labels[5:9, 7:20] = 2
+    labels[30:41, 3:5] = 4
+    labels[30, 45] = 4
+    assert _bounding_boxes(labels) == ndimage.find_objects(labels)
+
+
+def test_bone_contact_tells_a_strip_along_bone_from_a_deposit_beside_it():
+    from imaging.measure import measure_deposits
+
+    rng = np.random.default_rng(5)
+    pixels = (100 + 5 * rng.standard_normal((120, 120))).astype(np.float32)
+    bone = np.zeros((120, 120), bool)
+    bone[:, 60:] = True                                   # a bone edge at column 60
+    labels = np.zeros((120, 120), np.int32)
+    labels[10:50, 55:58] = 1                              # a strip along the edge, 0.3 mm off
+    yy, xx = np.mgrid[:120, :120]
+    labels[(yy - 90) ** 2 + (xx - 50) ** 2 <= 36] = 2     # a round deposit touching the edge
+    pixels[labels > 0] += 60
+    strip, beside = measure_deposits(pixels, labels, np.full_like(pixels, 100.0), (0.1, 0.1),
+                                     calibrated=True, bone_level=100.0,
+                                     soft_tissue=~bone, bone=bone)
+    limit = AnalysisConfig().detection.max_bone_contact
+    assert strip.bone_contact > limit > beside.bone_contact > 0

@@ -51,7 +51,8 @@ DEPOSIT_COLUMNS = (
     "bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1", "area_px", "area_mm2",
     "equivalent_diameter_px", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
     "eccentricity", "solidity", "mean_contrast", "peak_contrast", "noise_sigma", "cnr",
-    "rim_contrast", "rim_cnr", "relative_density", "peak_relative_density", "spacing_source",
+    "rim_contrast", "rim_cnr", "relative_density", "peak_relative_density", "core_noise_ratio",
+    "bone_contact", "spacing_source",
     "calcitrack_version", "config_hash",
 )
 """Columns of ``deposits.csv``: one row per deposit; ``deposit_id`` is its mask label."""
@@ -196,6 +197,7 @@ def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFinding
             rim_contrast=deposit.rim_contrast, rim_cnr=deposit.rim_cnr,
             relative_density=deposit.relative_density,
             peak_relative_density=deposit.peak_relative_density,
+            core_noise_ratio=deposit.core_noise_ratio, bone_contact=deposit.bone_contact,
             spacing_source=radiograph.spacing_source,
             calcitrack_version=provenance.calcitrack_version,
             config_hash=provenance.config_hash)

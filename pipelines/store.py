@@ -232,8 +232,14 @@ _MIGRATION_5 = (
     "ALTER TABLE regions ADD COLUMN config_hash TEXT",
 )
 
+_MIGRATION_6 = (
+    # The detector's selection measures: flat saturated cores (markers), contact with bone.
+    "ALTER TABLE deposits ADD COLUMN core_noise_ratio REAL",
+    "ALTER TABLE deposits ADD COLUMN bone_contact REAL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
-                                           _MIGRATION_4, _MIGRATION_5)
+                                           _MIGRATION_4, _MIGRATION_5, _MIGRATION_6)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.

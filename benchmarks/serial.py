@@ -195,6 +195,11 @@ def summarise(pairs, repeats) -> dict:
         "landmark_error_mm_all_max": max(every, default=None),
         "registration_s_median": float(np.median([p["registration_s"] for p in done]))
         if done else None,
+        **{f"landmark_error_mm_in_field_max_{anatomy}": max(
+            (p["landmark_error_mm"] for p in done if p["anatomy"] == anatomy
+             and not math.isnan(p["landmark_error_mm"])), default=None)
+           for anatomy in ANATOMIES},
+        "registration_s_max": max((p["registration_s"] for p in done), default=None),
         "n_repeats": len(repeats),
         "repeat_area_within_10pct": (sum(abs(e) <= 0.10 for e in relative) / len(relative)
                                      if relative else None),

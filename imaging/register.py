@@ -13,8 +13,14 @@ can be matched, the follow-up is registered onto the baseline with a similarity 
    the soft-tissue slope, the anode heel and the exposure level do not); the metric looks only
    at bone and the few mm around it, never at deposits (which change between visits), lead
    markers, collimator edges or metal.
-3. SimpleITK optimises normalised correlation over three resolutions, from a start that
-   aligns the bones' centres of mass, trying a few initial rotations.
+3. SimpleITK optimises Mattes mutual information over three resolutions, from a start that
+   aligns the bones' centres of mass, trying a few initial rotations. (Normalised correlation,
+   used before, has a gradient that on forearm and leg films drifts off its own optimum:
+   started from the true pose it slid 1-4 mm along the shafts and shrank the scale by
+   1-3 %, while Mattes MI stays within 0.1 mm; see `benchmarks/serial.py`.)
+   Films on which the detector finds no body or no bone (a limb filling the whole exposed
+   field, so no air to find the skin line by) are registered on a bone mask of their own:
+   a top-hat of the exposed field at the bone scale (`_bone_emphasis`).
 4. Quality (`Registration.correlation`, `Registration.bone_dice`): the band-passed films'
    correlation over bone after alignment, and the overlap of the two bone masks. Below the
    configured minimum, or with an implausible transform, the comparison is refused
@@ -34,8 +40,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import SimpleITK as sitk
+from skimage.filters import threshold_otsu
 
-from .anatomy import disk, find_anatomy
+from .anatomy import disk, fill_small_holes, find_anatomy
 from .config import AnatomyConfig, GridConfig
 from .errors import CalcitrackError
 from .preprocess import to_analysis_grid
@@ -88,10 +95,17 @@ class RegistrationConfig:
     """Initial rotations tried: up to this much either way (then refined)."""
     start_rotation_step_deg: float = 2.0
     """...in steps of this size, each with the best shift by phase correlation."""
-    start_scales: tuple[float, ...] = (0.97, 1.0, 1.03)
+    start_scales: tuple[float, ...] = (1.0,)
     """Relative magnifications the refinement starts from (the best result is kept)."""
+    histogram_bins: int = 32
+    """Bins of the Mattes mutual information metric."""
     iterations: int = 200
     """Optimiser iterations per level."""
+    learning_rate: float = 0.5
+    """First step of the optimiser (about mm of shift); 1.0 let Mattes MI overshoot to a 9 %
+    magnification on a forearm."""
+    min_step: float = 1e-3
+    """The optimiser stops when its step falls below this (about mm of shift)."""
     sampling_fraction: float = 0.5
     """Fraction of the masked pixels the metric samples (a fixed random set)."""
     min_correlation: float = 0.6
@@ -108,6 +122,8 @@ class RegistrationConfig:
             raise ValueError("spacing_mm must be positive and shrink factors >= 1")
         if len(self.shrink_factors) != len(self.smoothing_mm):
             raise ValueError("give one smoothing_mm per shrink factor")
+        if self.histogram_bins < 4 or not self.start_scales:
+            raise ValueError("histogram_bins must be >= 4 and start_scales not empty")
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,6 +290,10 @@ def _register(baseline, followup, config, baseline_deposits, followup_deposits) 
     fixed = _prepare(baseline, baseline_deposits, config)
     moving = _prepare(followup, followup_deposits, config)
     if not fixed.bone_array.any() or not moving.bone_array.any():
+        # Both films on the same (own) bone mask, so that the masks' overlap stays comparable.
+        fixed = _prepare(baseline, baseline_deposits, config, own_bone=True)
+        moving = _prepare(followup, followup_deposits, config, own_bone=True)
+    if not fixed.bone_array.any() or not moving.bone_array.any():
         which = baseline if not fixed.bone_array.any() else followup
         raise RegistrationFailed(which.source_path, "no bone found to register on",
                                  "serial comparison needs films that show bone")
@@ -281,8 +301,8 @@ def _register(baseline, followup, config, baseline_deposits, followup_deposits) 
         fixed.bone, moving.bone, sitk.Similarity2DTransform(),
         sitk.CenteredTransformInitializerFilter.MOMENTS)
     start = _coarse_search(fixed, moving, initial, config)
-    # Along a long bone the metric barely constrains magnification (the shafts look alike
-    # everywhere): refine from several scales and keep the best alignment.
+    # Optionally refine from several magnifications and keep the best alignment (with
+    # Mattes MI and a rigid stage first, one start at 1.0 suffices on the phantom series).
     best = None
     for scale in config.start_scales:
         candidate = sitk.Similarity2DTransform(start)
@@ -296,22 +316,29 @@ def _register(baseline, followup, config, baseline_deposits, followup_deposits) 
 
 
 def _prepare(radiograph: Radiograph, deposits: np.ndarray | None,
-             config: RegistrationConfig) -> _Prepared:
+             config: RegistrationConfig, own_bone: bool = False) -> _Prepared:
     grid = to_analysis_grid(radiograph, GridConfig(spacing_mm=config.spacing_mm))
     part = (radiograph.metadata.body_part or "").upper()
-    anatomy = find_anatomy(grid, AnatomyConfig(),
-                           limb_scale=bool(part) and part not in _HAND_SCALE_PARTS)
+    limb_scale = bool(part) and part not in _HAND_SCALE_PARTS
+    anatomy_config = AnatomyConfig()
+    anatomy = find_anatomy(grid, anatomy_config, limb_scale=limb_scale)
     values = grid.values
     low, high = (s / config.spacing_mm for s in config.band_mm)
     band = (cv2.GaussianBlur(values, (0, 0), low) - cv2.GaussianBlur(values, (0, 0), high))
-    field = anatomy.body & ~anatomy.excluded
+    field = (anatomy.body if anatomy.body.any() or not own_bone else True) & ~anatomy.excluded
     if deposits is not None:
         small = cv2.resize((np.asarray(deposits) > 0).astype(np.uint8),
                            (values.shape[1], values.shape[0]), interpolation=cv2.INTER_AREA) > 0
         grown = cv2.dilate(small.astype(np.uint8),
                            disk(2 * config.deposit_margin_mm / config.spacing_mm + 1)) > 0
         field &= ~grown
-    bone = anatomy.bone & field
+    if own_bone:
+        scale_mm = (anatomy_config.bone_scale_limb_mm if limb_scale
+                    else anatomy_config.bone_scale_mm)
+        bone = _bone_emphasis(values, field, config.spacing_mm, scale_mm,
+                              anatomy_config.bone_min_area_mm2) & field
+    else:
+        bone = anatomy.bone & field
     near_bone = cv2.dilate(bone.astype(np.uint8),
                            disk(2 * config.bone_margin_mm / config.spacing_mm + 1)) > 0
     mask = near_bone & field
@@ -338,6 +365,36 @@ def _prepare(radiograph: Radiograph, deposits: np.ndarray | None,
                      image(bone.astype(np.uint8), sitk.sitkUInt8),
                      image(mask.astype(np.uint8), sitk.sitkUInt8),
                      field, bone, spacing, nominal)
+
+
+def _bone_emphasis(values: np.ndarray, field: np.ndarray, spacing_mm: float, scale_mm: float,
+                   min_area_mm2: float) -> np.ndarray:
+    """A bone mask of the registration's own, for films where the detector finds none.
+
+    Bone is what stands above the local soft-tissue floor (a grey opening wider than the
+    bones, on a 1 mm grid) by more than Otsu's threshold of that excess over the exposed
+    field; components smaller than a bone's minimum area are dropped.
+    """
+    if field.sum() < 16:
+        return np.zeros(values.shape, bool)
+    factor = max(1, int(round(1.0 / spacing_mm)))
+    coarse_mm = spacing_mm * factor
+    size = (max(1, values.shape[1] // factor), max(1, values.shape[0] // factor))
+    small = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    inside = cv2.resize(field.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    if inside.sum() < 16:
+        return np.zeros(values.shape, bool)
+    filled = np.where(inside, small, np.percentile(small[inside], 5)).astype(np.float32)
+    floor = cv2.morphologyEx(filled, cv2.MORPH_OPEN, disk(scale_mm / coarse_mm))
+    excess = filled - floor
+    bone = inside & (excess > threshold_otsu(excess[inside]))
+    bone = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_OPEN, disk(2.0 / coarse_mm + 1))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bone, connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] * coarse_mm ** 2 >= min_area_mm2
+    keep[0] = False
+    bone = fill_small_holes(keep[labels], 0.05 * inside.sum())
+    return cv2.resize(bone.astype(np.uint8), (values.shape[1], values.shape[0]),
+                      interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _coarse_search(fixed: _Prepared, moving: _Prepared, initial, config: RegistrationConfig
@@ -396,14 +453,14 @@ def _method(fixed: _Prepared, moving: _Prepared, config: RegistrationConfig,
             levels) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetNumberOfThreads(1)   # reproducible sums: same films, same transform
-    method.SetMetricAsCorrelation()
+    method.SetMetricAsMattesMutualInformation(config.histogram_bins)
     method.SetMetricFixedMask(fixed.mask)
     method.SetMetricMovingMask(moving.mask)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(config.sampling_fraction, 20240115)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=config.iterations,
+        learningRate=config.learning_rate, minStep=config.min_step, numberOfIterations=config.iterations,
         relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
     method.SetOptimizerScalesFromPhysicalShift()
     factors, sigmas = levels
@@ -425,8 +482,28 @@ def _metric_value(fixed, moving, transform, config, coarse=False) -> float:
 
 
 def _optimise(fixed, moving, start, config) -> sitk.Similarity2DTransform:
-    method = _method(fixed, moving, config, (config.shrink_factors, config.smoothing_mm))
+    """Rigid on the coarser levels (magnification held at the start's), then similarity on
+    the two finest.
+
+    Magnification is the loosest parameter on long bones; fitting rotation and shift first
+    keeps the similarity stage from trading a shift along the shaft for a scale change.
+    """
     transform = sitk.Similarity2DTransform(start)
+    n = len(config.shrink_factors)
+    coarse, fine = slice(0, max(1, n - 1)), slice(max(0, n - 2), n)
+    _execute(fixed, moving, transform, config,
+             (config.shrink_factors[coarse], config.smoothing_mm[coarse]),
+             weights=(0.0, 1.0, 1.0, 1.0))   # (scale, angle, shift x, shift y)
+    _execute(fixed, moving, transform, config,
+             (config.shrink_factors[fine], config.smoothing_mm[fine]))
+    return transform
+
+
+def _execute(fixed, moving, transform, config, levels, weights=None) -> None:
+    """Optimise `transform` in place (a weight of 0 holds that parameter)."""
+    method = _method(fixed, moving, config, levels)
+    if weights is not None:
+        method.SetOptimizerWeights(list(weights))
     method.SetInitialTransform(transform, inPlace=True)
     try:
         method.Execute(fixed.image, moving.image)
@@ -434,7 +511,6 @@ def _optimise(fixed, moving, start, config) -> sitk.Similarity2DTransform:
         raise RegistrationFailed(None, f"the registration did not converge "
                                  f"({str(exc).strip().splitlines()[-1][:120]})",
                                  "check that both films show the same anatomy") from None
-    return transform
 
 
 def _checked(baseline, followup, fixed, moving, transform, config) -> Registration:

@@ -79,3 +79,61 @@ def test_films_that_do_not_align_are_refused(baseline, overrides):
     lying = dataclasses.replace(other.radiograph, metadata=baseline.radiograph.metadata)
     with pytest.raises(RegistrationFailed, match="check that both films show the same"):
         register_films(baseline.radiograph, lying, FAST)
+
+
+def _joint_error_mm(baseline, followup, registration, patient_seed):
+    """Largest error (mm) at the phantom patient's joint centres inside both films."""
+    joints = np.array([j.centre for j in build_anatomy(baseline.spec.anatomy,
+                                                       patient_seed).joints])
+    rows_b, cols_b = _grid(baseline).to_film(joints[:, 0], joints[:, 1])
+    rows_f, cols_f = _grid(followup).to_film(joints[:, 0], joints[:, 1])
+    rows, cols = registration.followup_to_baseline(rows_f, cols_f)
+    error = np.hypot(rows - rows_b, cols - cols_b) * baseline.radiograph.spacing_mm[0]
+    (hb, wb), (hf, wf) = baseline.radiograph.shape, followup.radiograph.shape
+    seen = ((rows_b >= 0) & (rows_b < hb) & (cols_b >= 0) & (cols_b < wb)
+            & (rows_f >= 0) & (rows_f < hf) & (cols_f >= 0) & (cols_f < wf))
+    assert seen.sum() >= 2, "the test needs joints on both films"
+    return float(error[seen].max())
+
+
+@pytest.fixture(scope="module")
+def forearm_pair():
+    """A forearm (few bone ends in the field: the shafts alone barely fix scale and shift)
+    re-filmed rotated, shifted, 2.5 % larger and at another dose."""
+    base = _film(anatomy="forearm", seed=11, patient_seed=8, pose=Pose(-2.0, (1.0, -2.0)))
+    follow = _film(anatomy="forearm", seed=12, patient_seed=8, dose=0.7,
+                   pose=Pose(8.0, (6.0, -5.0), 1.025))
+    return base, follow
+
+
+def test_forearm_pair_registers_within_1mm_at_its_joints(forearm_pair):
+    base, follow = forearm_pair
+    registration = register_films(base.radiograph, follow.radiograph, FAST,
+                                  baseline_deposits=base.truth_labels,
+                                  followup_deposits=follow.truth_labels)
+    assert registration.rotation_deg == pytest.approx(10.0, abs=0.3)
+    assert registration.scale == pytest.approx(1.025, abs=0.005)
+    assert _joint_error_mm(base, follow, registration, 8) <= 1.0
+
+
+def test_film_without_detected_body_registers_on_its_own_bone_mask(forearm_pair, monkeypatch):
+    """A limb filling the exposed field leaves the detector no air, so no body and no bone
+    (forearm series seed 7): registration falls back on its own bone-emphasis mask."""
+    import imaging.register as register
+
+    base, _ = forearm_pair
+    # the follow-up on a coarser detector, so that the patched detector can tell the films apart
+    follow = _film(anatomy="forearm", seed=12, patient_seed=8, dose=0.7, spacing_mm=0.5,
+                   pose=Pose(8.0, (6.0, -5.0), 1.025))
+    found = register.find_anatomy
+
+    def detector_finds_nothing_on_the_followup(grid, config, **kwargs):
+        anatomy = found(grid, config, **kwargs)
+        if tuple(grid.source_spacing_mm) == tuple(follow.radiograph.spacing_mm):
+            empty = np.zeros_like(anatomy.body)
+            return dataclasses.replace(anatomy, body=empty, bone=empty)
+        return anatomy
+
+    monkeypatch.setattr(register, "find_anatomy", detector_finds_nothing_on_the_followup)
+    registration = register_films(base.radiograph, follow.radiograph, FAST)
+    assert _joint_error_mm(base, follow, registration, 8) <= 1.0

@@ -138,6 +138,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     # The skin line at a low iso-level, found the same way all along: the depth below the
     # skin, which the soft-tissue background follows, must not wobble with the coarse grid.
     body = _refine_edges(values, up(body), ~up(bright | dark), band, 0.2, grid.mm_to_px(0.5))
+    excluded_fine = up(excluded)
+    coarse_bone = bone
     bone = up(bone)
     if has_bone and bone.any():
         bone = _refine_edges(values, bone, body, BONE_REFINE_BAND * band, 0.5, grid.mm_to_px(0.2))
@@ -151,7 +153,116 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         core = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_OPEN,
                                 disk(grid.mm_to_px(config.bone_min_width_mm)))
         bone = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
-    return Anatomy(body, bone, up(excluded), soft_level, bone_level)
+        floor = cv2.resize(coarse - excess, (cols, rows), interpolation=cv2.INTER_LINEAR)
+        bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
+                                           bone, bone_level, grid.spacing_mm, config)
+    return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
+
+
+def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bone: np.ndarray,
+                               bone: np.ndarray, bone_level: float, spacing_mm: float,
+                               config: AnatomyConfig) -> np.ndarray:
+    """Bone that the outline refinement and the appendage cut dropped: sesamoids and tufts.
+
+    A small bone beside a joint (a sesamoid) or the faint tuft at the end of a distal
+    phalanx is part of the coarse bone, but fainter than the cortex that sets the refined
+    outline's level, and a tuft is narrower than `bone_min_width_mm`. Each compact piece of
+    the coarse bone the refined mask lost is outlined at half its own peak excess over the
+    soft-tissue `floor` and given back when it is a bone: round to oval and solid, standing
+    out from the tissue around it by a good part of the film's bone contrast, touching the
+    kept bone along a small part of its outline at most (more is a fringe along a bone
+    edge), and with trabecular texture, which the smooth lumps and clouds of calcinosis
+    lack. Returns the pieces to add, on the analysis grid.
+    """
+    result = np.zeros_like(bone)
+    lost = (coarse_bone & ~bone).astype(np.uint8)
+    # Fringes along every refined outline are thin: an opening leaves the compact pieces.
+    lost = cv2.morphologyEx(lost, cv2.MORPH_OPEN, disk(1.5 / spacing_mm))
+    # Outlines, not a label image: far faster on a whole film with few pieces.
+    contours, _ = cv2.findContours(lost, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    min_area = config.small_bone_min_area_mm2 / spacing_mm ** 2
+    max_area = config.small_bone_max_area_mm2 / spacing_mm ** 2
+    pad = int(round(3.0 / spacing_mm))
+    ring_disk = disk(2 * 1.5 / spacing_mm + 1)
+    edge_disk = disk(2 * 0.4 / spacing_mm + 1)
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h < min_area:
+            continue
+        box = (slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad))
+        piece = np.zeros(lost[box].shape, np.uint8)
+        cv2.drawContours(piece, [contour], -1, 1, cv2.FILLED,
+                         offset=(-box[1].start, -box[0].start))
+        piece = (piece > 0) & (lost[box] > 0)
+        if piece.sum() < min_area:
+            continue
+        local = values[box]
+        ex = cv2.GaussianBlur(local, (0, 0), max(0.2 / spacing_mm, 0.5)) - floor[box]
+        # Fine texture: the residual from a 0.25 mm smoothing, trabeculae and quantum noise.
+        residual = local - cv2.GaussianBlur(local, (0, 0), max(0.25 / spacing_mm, 0.5))
+        peak = float(np.percentile(ex[piece], 95))
+        if peak <= 0:
+            continue
+        piece = _largest_component(piece & (ex >= 0.5 * peak))
+        size = int(piece.sum())
+        if (not min_area <= size <= max_area
+                or _elongation(piece) > config.small_bone_max_elongation
+                or _solidity(piece) < 0.85):
+            continue
+        ring = ((cv2.dilate(piece.astype(np.uint8), ring_disk) > 0) & ~piece & ~coarse_bone[box]
+                & ~bone[box])
+        if ring.sum() < 10:
+            continue
+        contrast = (float(np.median(ex[piece])) - float(np.median(ex[ring]))) / bone_level
+        # Texture away from the piece's own edge, inside and out.
+        edge = cv2.dilate(_outline(piece), edge_disk) > 0
+        texture = (_robust_sd(residual[piece & ~edge])
+                   / max(_robust_sd(residual[ring & ~edge]), 1e-6))
+        outline = _outline(piece) > 0
+        touching = cv2.dilate(bone[box].astype(np.uint8), disk(3)) > 0
+        contact = float((outline & touching).sum()) / max(int(outline.sum()), 1)
+        if (contrast >= config.small_bone_min_contrast
+                and texture >= config.small_bone_min_texture
+                and contact <= config.small_bone_max_contact):
+            result[box] |= piece
+    return result
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels next to its outside (uint8)."""
+    mask = mask.astype(np.uint8)
+    return mask - cv2.erode(mask, disk(3))
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return labels == 1 if count == 2 else mask
+    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+
+
+def _robust_sd(sample: np.ndarray) -> float:
+    if sample.size < 10:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+
+
+def _elongation(mask: np.ndarray) -> float:
+    """Ratio of the long to the short axis of the mask's inertia ellipse."""
+    moments = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    covariance = np.array([[moments["mu20"], moments["mu11"]],
+                           [moments["mu11"], moments["mu02"]]]) / max(moments["m00"], 1.0)
+    small, large = np.linalg.eigvalsh(covariance)
+    return float(np.sqrt(large / max(small, 1e-6)))
+
+
+def _solidity(mask: np.ndarray) -> float:
+    """Pixel area over the area of the convex hull of the outline."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 0.0
+    hull = cv2.convexHull(np.concatenate(contours))
+    return float(mask.sum()) / max(cv2.contourArea(hull), 1.0)
 
 
 def _drop_boneless_regions(body: np.ndarray, bone: np.ndarray, min_bone_px: float,

@@ -75,6 +75,22 @@ class AnatomyConfig:
     metal_contrast: float = 2.5
     """Excess over soft tissue, in units of the bone reference, above which a region is
     metal or lead (markers, letters, wires, screws)."""
+    small_bone_min_area_mm2: float = 2.5
+    """Smallest piece of bone (a sesamoid, a phalanx tuft) that the refined bone outline may
+    have lost and that is given back when it looks like bone (see below)..."""
+    small_bone_max_area_mm2: float = 40.0
+    """...and the largest."""
+    small_bone_min_contrast: float = 0.2
+    """Such a piece stands out from the tissue around it by at least this fraction of the
+    film's bone reference..."""
+    small_bone_min_texture: float = 1.6
+    """...has fine texture (trabeculae) at least this many times that of the tissue around
+    it, both measured away from the piece's edge (calcinosis is smooth)..."""
+    small_bone_max_contact: float = 0.3
+    """...touches the rest of the bone along at most this fraction of its outline (more is a
+    fringe along a bone edge)..."""
+    small_bone_max_elongation: float = 1.8
+    """...and is round to oval: its long axis at most this many times its short one."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,16 @@ class DetectionConfig:
     min_relative_density: float = 0.15
     """Deposits fainter than this fraction of the film's bone contrast are soft-tissue
     texture (films without bone skip this test)."""
+    faint_min_relative_density: float = 0.10
+    """Fainter deposits, down to this fraction of the bone contrast, are kept when they are
+    small and stand out sharply from the tissue right around them (the tests below): a faint
+    compact deposit does, soft-tissue texture of that density does not."""
+    faint_min_rim_cnr: float = 4.5
+    """`min_rim_cnr` for those faint deposits..."""
+    faint_min_rim_fraction: float = 0.8
+    """...their `min_rim_fraction`..."""
+    faint_max_area_mm2: float = 10.0
+    """...and they are compact: larger faint regions are soft-tissue structure."""
     min_mean_cnr: float = 2.5
     """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
     edge_fraction: float = 0.5

@@ -104,25 +104,28 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
                      soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0,
                      bone=grid.to_source(anatomy.bone.astype(np.uint8)) > 0)
-    labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection)
+    labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection,
+                             pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
     return DepositFindings(labels, deposits, anatomy, grid)
 
 
-def select_deposits(labels: np.ndarray, deposits, detection):
+def select_deposits(labels: np.ndarray, deposits, detection, *,
+                    pixel_area_mm2: float | None = None):
     """Keep deposits that stand out from the tissue right around them and are dense enough.
 
     Soft-tissue structure mistaken for a deposit (a muscle edge, a thickness ridge) is as
     bright as its own surroundings even when it stands above the modelled background; a
     deposit is brighter than its rim (`min_rim_cnr`), by a good part of its own contrast
     (`min_rim_fraction`: a sliver of bone edge has bone in its rim). Deposits fainter than
-    `min_relative_density` of bone are texture (films without bone skip that test). A flat,
-    noiseless core (`min_core_noise_ratio`) is a saturated metal object. A deposit lying
+    `min_relative_density` of bone are texture unless they are small and stand out from
+    their rim all the more clearly (`faint_*`; films without bone skip the density tests;
+    without `pixel_area_mm2`, the source pixel area, nominal for uncalibrated films, faint
+    deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
+    metal object. A deposit lying
     along the bone mask for much of its outline (`max_bone_contact`) is a strip of bone edge
     the mask missed. The kept deposits are renumbered 1..N.
     """
-    kept = [d for d in deposits if d.rim_cnr >= detection.min_rim_cnr
-            and d.rim_contrast >= detection.min_rim_fraction * d.mean_contrast
-            and (d.relative_density is None or d.relative_density >= detection.min_relative_density)
+    kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
             and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)]
     if len(kept) == len(deposits):
@@ -136,6 +139,21 @@ def select_deposits(labels: np.ndarray, deposits, detection):
     result = np.zeros_like(labels)
     result.ravel()[flat] = relabel[labels.ravel()[flat]]
     return result, renumbered
+
+
+def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The rim and density tests of `select_deposits`: stricter rim tests and a size limit
+    for a deposit fainter than `min_relative_density` (down to `faint_min_relative_density`)."""
+    density = deposit.relative_density
+    if density is None or density >= detection.min_relative_density:
+        rim_cnr, rim_fraction = detection.min_rim_cnr, detection.min_rim_fraction
+    elif (density >= detection.faint_min_relative_density and pixel_area_mm2 is not None
+          and deposit.area_px * pixel_area_mm2 <= detection.faint_max_area_mm2):
+        rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
+    else:
+        return False
+    return (deposit.rim_cnr >= rim_cnr
+            and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
 
 
 class _StageClock:

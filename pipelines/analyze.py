@@ -110,41 +110,54 @@ def run(args) -> int:
     """Run ``calcitrack analyze`` from parsed arguments; return the exit code."""
     config = load_config(args.config)
     options = batch_options(args)
-    if args.out.exists() and not args.out.is_dir():
-        print(f"calcitrack analyze: --out {args.out} is a file, not a folder", file=sys.stderr)
-        return EXIT_USAGE
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # finish the CSVs as for Ctrl-C
-    try:
+
+    def work() -> int:
         summary = analyze_files(args.paths, args.out, config, progress_stream=sys.stderr,
                                 **options)
-    except KeyboardInterrupt:
-        print(f"calcitrack analyze: interrupted; the films finished so far are in {args.out} "
-              "and a rerun continues from there", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except StoreError as exc:
-        print(f"calcitrack analyze: {exc}", file=sys.stderr)
+        if summary.n_inputs == 0:
+            print("no input files found", file=sys.stderr)
+            return EXIT_USAGE
+        if summary.n_films == 0:
+            print(f"no films among the {summary.n_inputs} input files (all skipped)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        reused = f" ({summary.n_reused} from an earlier run)" if summary.n_reused else ""
+        print(f"{summary.n_ok} films analysed{reused}, {summary.n_failed} failed, "
+              f"{summary.n_skipped} skipped; {summary.n_deposits} deposits; results in "
+              f"{summary.out_dir}", file=sys.stderr)
+        return EXIT_SOME_FAILED if summary.n_failed else EXIT_OK
+
+    return run_guarded("analyze", args.out, work)
+
+
+def run_guarded(command: str, out_dir: Path, work) -> int:
+    """Run a batch command's `work` (which returns the exit code) with what they all share.
+
+    ``--out`` must be a folder; SIGTERM stops the run as Ctrl-C does, so the CSVs are
+    finished; an unusable results database, an unreachable cluster or an unwritable output
+    folder is a one-line usage error.
+    """
+    def say(line: str) -> None:
+        print(f"calcitrack {command}: {line}", file=sys.stderr)
+
+    if out_dir.exists() and not out_dir.is_dir():
+        say(f"--out {out_dir} is a file, not a folder")
         return EXIT_USAGE
-    except ConnectionError as exc:
-        print(f"calcitrack analyze: {exc}", file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        say(f"interrupted; what was finished is in {out_dir} and a rerun continues from there")
+        return EXIT_INTERRUPTED
+    except (StoreError, ConnectionError) as exc:
+        say(str(exc))
         return EXIT_USAGE
     except (OSError, sqlite3.Error) as exc:
-        print(f"calcitrack analyze: cannot write the results in {args.out} "
-              f"({getattr(exc, 'strerror', None) or exc})", file=sys.stderr)
+        say(f"cannot write the results in {out_dir} "
+            f"({getattr(exc, 'strerror', None) or exc})")
         return EXIT_USAGE
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if summary.n_inputs == 0:
-        print("no input files found", file=sys.stderr)
-        return EXIT_USAGE
-    if summary.n_films == 0:
-        print(f"no films among the {summary.n_inputs} input files (all skipped)",
-              file=sys.stderr)
-        return EXIT_USAGE
-    reused = f" ({summary.n_reused} from an earlier run)" if summary.n_reused else ""
-    print(f"{summary.n_ok} films analysed{reused}, {summary.n_failed} failed, "
-          f"{summary.n_skipped} skipped; {summary.n_deposits} deposits; results in "
-          f"{summary.out_dir}", file=sys.stderr)
-    return EXIT_SOME_FAILED if summary.n_failed else EXIT_OK
 
 
 def _interrupt(signum, frame):

@@ -152,6 +152,8 @@ class FilmOutput:
         The DICOM SEG and SR files, when asked for.
     peak_memory_mb : float or None
         Peak resident memory of the worker process so far.
+    content_hash : str or None
+        sha256 of the file (set by the writer, which keys the results store with it).
     """
 
     image: dict
@@ -163,6 +165,7 @@ class FilmOutput:
     seg_dcm: bytes | None = None
     sr_dcm: bytes | None = None
     peak_memory_mb: float | None = None
+    content_hash: str | None = None
 
     @property
     def status(self) -> Status:
@@ -306,7 +309,7 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                 store.record_film(run_id, content_hash, output.image, output.deposits,
                                   output.regions, study_instance_uid=output.study_instance_uid,
                                   options_hash=options)
-            tables.set(index, output, reused)
+            tables.set(index, dataclasses.replace(output, content_hash=content_hash), reused)
             if output.peak_memory_mb is not None:
                 peak_memory.append(output.peak_memory_mb)
             if progress_stream is not None:
@@ -326,8 +329,10 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
         try:
             for index, item in enumerate(inputs):
                 if item.skip_reason is not None:
-                    # Skipped files are rows in images.csv, not lines: archives hold many.
-                    finish(index, _skipped_output(item, provenance), file_content_hash(item.path))
+                    # Skipped files are rows, not progress lines: archives hold many. They are
+                    # not hashed (an archive's videos and PDFs can be large): the store keys
+                    # their rows by path.
+                    finish(index, _skipped_output(item, provenance), None)
                     continue
                 content_hash = file_content_hash(item.path)
                 earlier = _finished_output(store, out_dir, item, content_hash,
@@ -355,7 +360,7 @@ def analyze_files(paths, out_dir: str | os.PathLike, config: AnalysisConfig, *,
 
 
 class _Tables:
-    """The rows of both CSVs in input order, rewritten at most every `CSV_INTERVAL_S`."""
+    """Every input's output in input order; the CSVs rewritten at most every `CSV_INTERVAL_S`."""
 
     def __init__(self, out_dir: Path, n_inputs: int):
         self._out_dir = out_dir

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +53,12 @@ from imaging.files import atomic_output
 from imaging.radiograph import Radiograph
 from imaging.register import RegistrationConfig, register_films
 
-from .analyze import add_batch_arguments, batch_options
-from .arguments import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from .analyze import add_batch_arguments, batch_options, run_guarded
+from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from .batch import RunSummary, analyze_files
 from .film import FilmResult
 from .inputs import InputFile, image_ids
-from .store import DATABASE_NAME, ResultsStore, StoreError, file_content_hash
+from .store import DATABASE_NAME, ResultsStore
 
 CHANGE_COLUMNS = (
     "reference", "baseline_image_id", "followup_image_id", "patient_key", "laterality",
@@ -105,6 +104,8 @@ class AnalysedFilm:
     result: FilmResult
     user_spacing: tuple[float, float] | None = None
     pseudonym_key: str | None = None
+    content_hash: str | None = None
+    """sha256 of the file, as the batch recorded it (finds its row in the store)."""
 
     @property
     def image_id(self) -> str:
@@ -172,7 +173,7 @@ def analyse_films(paths, out_dir: str | os.PathLike, config: AnalysisConfig,
         result = FilmResult(row, output.deposits, labels, regions=output.regions)
         films[row["image_id"]] = AnalysedFilm(
             InputFile(Path(row["source_path"]), row["image_id"]), result,
-            batch.get("user_spacing"), batch.get("pseudonym_key"))
+            batch.get("user_spacing"), batch.get("pseudonym_key"), output.content_hash)
     return films, summary
 
 
@@ -330,7 +331,7 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
                                  config.to_dict())
 
         def key(film: AnalysedFilm) -> int | None:
-            return store.image_key(file_content_hash(film.item.path), provenance.config_hash,
+            return store.image_key(film.content_hash, provenance.config_hash,
                                    os.fspath(film.item.path))
 
         for films_of in series:
@@ -470,16 +471,14 @@ def run_followup(args) -> int:
 
 def _run(args, command: str, paths, make_series) -> int:
     config = load_config(args.config)
+    options = batch_options(args)
 
     def say(line):
         print(line, file=sys.stderr)
 
-    if args.out.exists() and not args.out.is_dir():
-        say(f"calcitrack {command}: --out {args.out} is a file, not a folder")
-        return EXIT_USAGE
-    try:
+    def work() -> int:
         films, analysed = analyse_films(paths, args.out, config, progress_stream=sys.stderr,
-                                        **batch_options(args))
+                                        **options)
         if analysed.n_films < 2:
             say(f"calcitrack {command}: need at least two films, found {analysed.n_films}")
             return EXIT_USAGE
@@ -488,18 +487,10 @@ def _run(args, command: str, paths, make_series) -> int:
             say(note)
         summary = run_series(series, args.out, config, db_path=args.db, notes=notes,
                              report=say)
-    except KeyboardInterrupt:
-        say(f"calcitrack {command}: interrupted; what was finished is in {args.out}")
-        return EXIT_INTERRUPTED
-    except (StoreError, ConnectionError) as exc:
-        say(f"calcitrack {command}: {exc}")
-        return EXIT_USAGE
-    except (OSError, sqlite3.Error) as exc:
-        say(f"calcitrack {command}: cannot write the results in {args.out} "
-            f"({getattr(exc, 'strerror', None) or exc})")
-        return EXIT_USAGE
-    say(f"{summary.n_compared} comparisons, {summary.n_refused} refused, {analysed.n_failed} "
-        f"films failed; results in {summary.out_dir}")
-    if summary.n_compared + summary.n_refused == 0:
-        return EXIT_SOME_FAILED
-    return EXIT_SOME_FAILED if summary.n_refused or analysed.n_failed else EXIT_OK
+        say(f"{summary.n_compared} comparisons, {summary.n_refused} refused, "
+            f"{analysed.n_failed} films failed; results in {summary.out_dir}")
+        if summary.n_compared + summary.n_refused == 0:
+            return EXIT_SOME_FAILED
+        return EXIT_SOME_FAILED if summary.n_refused or analysed.n_failed else EXIT_OK
+
+    return run_guarded(command, args.out, work)

@@ -17,8 +17,9 @@ Tables
     ``study_key`` (the Study Instance UID, or ``<patient_key>/<study_date>`` when the film has
     none), ``study_instance_uid``, ``patient_key``, ``study_date``.
 ``images``
-    One row per film and configuration, keyed by (``content_hash``, ``config_hash``): the
-    ``images.csv`` columns plus ``image_pk``, ``content_hash`` (sha256 of the file),
+    One row per film and configuration, keyed by (``content_hash``, ``config_hash``), or by
+    (``source_path``, ``config_hash``) for unreadable and skipped files: the ``images.csv``
+    columns plus ``image_pk``, ``content_hash`` (sha256 of the file), ``options_hash``,
     ``run_id`` (the run that recorded it) and ``study_key``.
 ``deposits``
     The ``deposits.csv`` columns plus ``image_pk``; primary key (``image_pk``, ``deposit_id``).
@@ -447,8 +448,8 @@ class ResultsStore:
         run_id : int
             From `start_run`.
         content_hash : str or None
-            `file_content_hash` of the film; None for a file that could not be read, whose
-            row is then keyed by its ``source_path``.
+            `file_content_hash` of the film; None for a file that could not be read or was
+            skipped (not a film), whose row is then keyed by its ``source_path``.
         image_row : dict
             Its ``images.csv`` row (`imaging.export.image_row`).
         deposit_rows : iterable of dict

@@ -417,9 +417,11 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
                        spacing_mm, air=None):
     """Bones grown from sure-bone and sure-soft-tissue markers to the strongest edges.
 
-    Sure bone: well above the soft-tissue floor at the small scale of a bone's width and wide
-    enough. Sure soft tissue: low above the floor at the large scale, or (given `air`) a
-    layer under the skin low at the small scale and clear of bone. Between them the
+    Sure bone: well above the soft-tissue floor at the small scale of a bone's width (or at
+    the large scale), with what joins it above half that level, wide enough. Sure soft
+    tissue: low above the floor at the small scale and clear of sure bone (the tissue
+    between two long bones lies above the large scale's floor), or (given `air`) a layer
+    under the skin low at the small scale and clear of anything bright. Between them the
     boundary follows the cortex edge (gradient maximum), wherever the thresholds fall.
     """
     from skimage.segmentation import watershed
@@ -436,13 +438,22 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
         clearance_mm = cv2.distanceTransform(low.astype(np.uint8), cv2.DIST_L2, 3) * spacing_mm
         skin_layer = (body & low & (depth_mm < SKIN_LAYER_MM)
                       & (clearance_mm >= SKIN_LAYER_CLEARANCE_MM))
-    sure_bone = body & ((small > threshold) | (excess > threshold)) & ~skin_layer
-    sure_bone = cv2.morphologyEx(sure_bone.astype(np.uint8), cv2.MORPH_OPEN,
-                                 disk(config.bone_min_width_mm / spacing_mm)).astype(bool)
+    seeds = body & ((small > threshold) | (excess > threshold)) & ~skin_layer
+    # A thin long bone (the fibula) is a tube: its two cortices pass the threshold, each
+    # narrower than a bone, its middle only half of it. Sure bone grows from the seeds over
+    # half the threshold and must then be a bone's width.
+    grown = seeds | (body & (small > 0.5 * threshold) & ~skin_layer)
+    grown = cv2.morphologyEx(grown.astype(np.uint8), cv2.MORPH_OPEN,
+                             disk(config.bone_min_width_mm / spacing_mm))
+    count, labels = cv2.connectedComponents(grown, connectivity=8)
+    seeded = np.zeros(count, bool)
+    seeded[np.unique(labels[seeds])] = True
+    seeded[0] = False
+    sure_bone = seeded[labels]
     # Soft-tissue markers close to every bone, so that the flood never bridges two bones (or
     # a bone and a dense deposit) through the soft tissue between them.
     near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(2.0 / spacing_mm + 1)).astype(bool)
-    sure_soft = body & ((~near_bone & low & (excess < 0.5 * threshold)) | skin_layer)
+    sure_soft = body & ((~near_bone & low) | skin_layer)
     markers = np.zeros(values.shape, np.int32)
     markers[~body] = 1
     markers[sure_soft] = 1

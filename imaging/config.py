@@ -144,6 +144,13 @@ class DetectionConfig:
     """A deposit with more than this fraction of its outline within 0.6 mm of the bone mask
     is a strip of bone edge the mask missed (a deposit beside a bone touches it along a
     smaller part of its outline)."""
+    skin_line_depth_mm: float = 3.0
+    """The skin line (skin seen edge-on, brighter than the fat under it) lies this deep at
+    most below the body outline..."""
+    skin_line_max_depth_change: float = 0.1
+    """...and a deposit there whose depth below the skin changes by less than this fraction
+    of its extent is a strip of skin line the background missed, not calcium (a deposit
+    under the skin is about as deep as it is wide)."""
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                      grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
                      soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0,
-                     bone=grid.to_source(anatomy.bone.astype(np.uint8)) > 0)
+                     bone=grid.to_source(anatomy.bone.astype(np.uint8)) > 0,
+                     body=grid.to_source(anatomy.body.astype(np.uint8)) > 0)
     labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection,
                              pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
     return DepositFindings(labels, deposits, anatomy, grid)
@@ -123,11 +124,13 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
     metal object. A deposit lying
     along the bone mask for much of its outline (`max_bone_contact`) is a strip of bone edge
-    the mask missed. The kept deposits are renumbered 1..N.
+    the mask missed; one running along the skin line (`skin_line_*`) is the skin seen
+    edge-on. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
-            and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)]
+            and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)
+            and not _along_skin_line(d, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
         return labels, deposits
     relabel = np.zeros(max(d.label for d in deposits) + 1, np.int32)
@@ -154,6 +157,15 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
         return False
     return (deposit.rim_cnr >= rim_cnr
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
+
+
+def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The skin-line test of `select_deposits` (needs the source pixel area)."""
+    if deposit.skin_depth_px is None or pixel_area_mm2 is None:
+        return False
+    depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
+    return (depth_mm <= detection.skin_line_depth_mm
+            and deposit.skin_depth_change < detection.skin_line_max_depth_change)
 
 
 class _StageClock:

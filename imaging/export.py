@@ -52,7 +52,7 @@ DEPOSIT_COLUMNS = (
     "equivalent_diameter_px", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
     "eccentricity", "solidity", "mean_contrast", "peak_contrast", "noise_sigma", "cnr",
     "rim_contrast", "rim_cnr", "relative_density", "peak_relative_density", "core_noise_ratio",
-    "bone_contact", "spacing_source",
+    "bone_contact", "skin_depth_mm", "skin_depth_change", "spacing_source",
     "calcitrack_version", "config_hash",
 )
 """Columns of ``deposits.csv``: one row per deposit; ``deposit_id`` is its mask label."""
@@ -61,7 +61,8 @@ REGION_COLUMNS = ("image_id", *BURDEN_COLUMNS, "spacing_source", "calcitrack_ver
                   "config_hash")
 """Columns of ``regions.csv``: one row per film and region, then ``region = all``."""
 
-_MM_MEASURES = ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm")
+_MM_MEASURES = ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
+                "skin_depth_mm")
 
 
 class Status(str, enum.Enum):
@@ -198,6 +199,7 @@ def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFinding
             relative_density=deposit.relative_density,
             peak_relative_density=deposit.peak_relative_density,
             core_noise_ratio=deposit.core_noise_ratio, bone_contact=deposit.bone_contact,
+            skin_depth_change=deposit.skin_depth_change,
             spacing_source=radiograph.spacing_source,
             calcitrack_version=provenance.calcitrack_version,
             config_hash=provenance.config_hash)

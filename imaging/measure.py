@@ -98,12 +98,22 @@ class DepositMeasures:
     """Fraction of the pixels just outside the deposit's outline that lie within
     `BONE_CONTACT_MM` of the bone mask: about half for a strip of bone edge the bone mask
     missed, less for a deposit beside a bone. None when no bone mask was given."""
+    skin_depth_px: float | None = None
+    """Median depth of the deposit's pixels below the skin (distance to the body outline),
+    in pixels; None when the deposit lies deeper than `NOISE_WINDOW_MM` or no body mask was
+    given."""
+    skin_depth_mm: float | None = None
+    """The same in mm (None also for uncalibrated films)."""
+    skin_depth_change: float | None = None
+    """How much the depth below the skin changes across the deposit (its 10th to 90th
+    percentile) over the deposit's extent (its bounding-box diagonal): near 0 for a strip running along the skin line,
+    about 0.5 for a round deposit. None when `skin_depth_px` is."""
 
 
 def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndarray,
                      spacing_mm: tuple[float, float], *, calibrated: bool, bone_level: float | None,
-                     soft_tissue: np.ndarray, bone: np.ndarray | None = None
-                     ) -> tuple[DepositMeasures, ...]:
+                     soft_tissue: np.ndarray, bone: np.ndarray | None = None,
+                     body: np.ndarray | None = None) -> tuple[DepositMeasures, ...]:
     """Measure every labelled deposit.
 
     Parameters
@@ -125,6 +135,8 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
         Soft tissue in the source grid (where the local noise is measured).
     bone : ndarray of bool, optional
         The bone mask in the source grid (for `bone_contact`).
+    body : ndarray of bool, optional
+        The body mask in the source grid (for the `skin_depth_*` measures).
     """
     count = int(labels.max()) if labels.size else 0
     if count == 0:
@@ -167,6 +179,9 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             outline = (cv2.dilate(mask.astype(np.uint8), cross) > 0) & ~mask
             near_bone = cv2.dilate(bone[r0:r1, c0:c1].astype(np.uint8), bone_reach) > 0
             bone_contact = float((outline & near_bone).sum() / max(int(outline.sum()), 1))
+        skin_depth_px = skin_depth_change = None
+        if body is not None:
+            skin_depth_px, skin_depth_change = _skin_depth(mask, body[r0:r1, c0:c1], window)
         local_mean = cv2.blur(excess, (3, 3))
         peak_contrast = float(local_mean[mask].max())
         props = regionprops(mask.astype(np.uint8))[0]
@@ -198,5 +213,25 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
             peak_relative_density=peak_contrast / bone_level if bone_level else None,
             core_noise_ratio=core_noise_ratio,
             bone_contact=bone_contact,
+            skin_depth_px=skin_depth_px,
+            skin_depth_mm=(skin_depth_px * mean_spacing
+                           if calibrated and skin_depth_px is not None else None),
+            skin_depth_change=skin_depth_change,
         ))
     return tuple(measures)
+
+
+def _skin_depth(mask: np.ndarray, body: np.ndarray, reach_px: int
+                ) -> tuple[float | None, float | None]:
+    """(median depth below the skin, its change across the deposit over the deposit's
+    length) of a deposit in a crop reaching `reach_px` beyond it: air farther away is
+    outside the crop, so deeper deposits get (None, None)."""
+    if body.all():
+        return None, None
+    depth = cv2.distanceTransform(body.astype(np.uint8), cv2.DIST_L2, 5)[mask]
+    median = float(np.median(depth))
+    if median >= reach_px:
+        return None, None
+    rows, cols = np.nonzero(mask)
+    length = max(float(np.hypot(np.ptp(rows), np.ptp(cols))), 1.0)
+    return median, float(np.percentile(depth, 90) - np.percentile(depth, 10)) / length

@@ -239,8 +239,15 @@ _MIGRATION_6 = (
     "ALTER TABLE deposits ADD COLUMN bone_contact REAL",
 )
 
+_MIGRATION_7 = (
+    # The skin-line selection measures: depth below the skin and its change across a deposit.
+    "ALTER TABLE deposits ADD COLUMN skin_depth_mm REAL",
+    "ALTER TABLE deposits ADD COLUMN skin_depth_change REAL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
-                                           _MIGRATION_4, _MIGRATION_5, _MIGRATION_6)
+                                           _MIGRATION_4, _MIGRATION_5, _MIGRATION_6,
+                                           _MIGRATION_7)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.

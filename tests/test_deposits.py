@@ -57,10 +57,13 @@ def test_bone_is_never_reported():
             assert inside_bone < 0.5, f"deposit {deposit.label} lies in bone"
 
 
-def test_finger_soft_tissue_stays_out_of_the_bone_mask():
+@pytest.mark.parametrize("anatomy", ["hand", "lower_leg"])
+def test_soft_tissue_stays_out_of_the_bone_mask_and_thin_bones_in_it(anatomy):
     """Fingers are narrower than the large bone-finding opening: their soft tissue stands above
-    its floor as a whole, yet must stay searchable (acral and periarticular deposits lie there)."""
-    film = make_film(PhantomSpec(anatomy="hand", seed=3, n_deposits=0))
+    its floor as a whole, yet must stay searchable (acral and periarticular deposits lie there).
+    The fibula is a thin tube, fainter than the tibia: it is bone, and the soft tissue between
+    the two bones is not."""
+    film = make_film(PhantomSpec(anatomy=anatomy, seed=3, n_deposits=0))
     findings = find_deposits(film.radiograph)
     bone = findings.grid.to_source(findings.anatomy.bone.astype(np.uint8)) > 0
     overlap = (bone & film.bone_mask).sum()
@@ -197,6 +200,34 @@ def test_bone_contact_tells_a_strip_along_bone_from_a_deposit_beside_it():
                                      soft_tissue=~bone, bone=bone)
     limit = AnalysisConfig().detection.max_bone_contact
     assert strip.bone_contact > limit > beside.bone_contact > 0
+
+
+def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kept():
+    """The skin seen edge-on is brighter than the fat under it; where the background misses
+    it, a strip runs along the skin at a constant depth. A deposit under the skin is about
+    as deep as it is wide."""
+    from imaging.deposits import select_deposits
+    from imaging.measure import measure_deposits
+
+    rng = np.random.default_rng(5)
+    pixels = (100 + 5 * rng.standard_normal((200, 120))).astype(np.float32)
+    body = np.zeros((200, 120), bool)
+    body[:, 20:] = True                                   # the skin at column 20
+    labels = np.zeros((200, 120), np.int32)
+    labels[20:120, 28:32] = 1                             # 10 mm along the skin, 0.8-1.2 mm deep
+    yy, xx = np.mgrid[:200, :120]
+    labels[(yy - 160) ** 2 + (xx - 32) ** 2 <= 64] = 2    # 1.6 mm across, 1.2 mm under the skin
+    labels[(yy - 160) ** 2 + (xx - 90) ** 2 <= 64] = 3    # deep in the tissue
+    pixels[labels > 0] += 60
+    strip, lump, deep = measure_deposits(pixels, labels, np.full_like(pixels, 100.0), (0.1, 0.1),
+                                         calibrated=True, bone_level=100.0, soft_tissue=body,
+                                         body=body)
+    assert 0.8 <= strip.skin_depth_mm <= 1.2 and 1.1 <= lump.skin_depth_mm <= 1.3
+    assert deep.skin_depth_mm is None and deep.skin_depth_change is None
+    assert strip.skin_depth_change < 0.05 and lump.skin_depth_change > 0.3
+    detection = AnalysisConfig().detection
+    _, kept = select_deposits(labels, (strip, lump, deep), detection, pixel_area_mm2=0.01)
+    assert [d.area_px for d in kept] == [lump.area_px, deep.area_px]
 
 
 def test_a_small_textured_bone_is_given_back_to_the_bone_mask_and_a_smooth_lump_is_not():

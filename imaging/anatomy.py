@@ -1,8 +1,9 @@
 """Anatomy on the analysis grid: body (soft tissue), bone, and what is not anatomy.
 
-Not anatomy: air, unexposed or collimated borders and their edges, lead letters and markers,
-rulers and burned-in text (bright islands in air), redaction bars (dark, outside the body),
-and metal (far denser than bone).
+Not anatomy: air (including the scatter glow beside an electronic shutter), unexposed or
+collimated borders and their edges, lead letters and markers, rulers and burned-in text
+(bright islands in air), redaction bars (dark, outside the body), and metal (far denser than
+bone).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SKIN_RIM_MM = 1.5
 SKIN_LAYER_MM = 4.0
 #: ...and at least this far (mm) from anything bright on the small (bone-marker) scale.
 SKIN_LAYER_CLEARANCE_MM = 1.5
+#: Openings (mm) that leave the compact pieces of bone the refined outline lost, widest first.
+SMALL_BONE_OPENINGS_MM = (1.5, 1.0)
 #: The bone outline is refined within this many coarse pixels of its coarse outline (the
 #: watershed on the coarse grid can put it more than one coarse pixel off the cortex).
 BONE_REFINE_BAND = 2.5
@@ -98,7 +101,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bright, dark = _shutter_regions(coarse)
     unexposed = cv2.dilate(bright.astype(np.uint8),
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
-    tissue = _tissue_mask(coarse, ~unexposed, (AIR_SURFACE_MM / coarse_mm, AIR_SURFACE_FINE_MM / coarse_mm),
+    tissue = _tissue_mask(_without_shutter_glow(coarse, dark, ~unexposed & ~dark), ~unexposed,
+                          (AIR_SURFACE_MM / coarse_mm, AIR_SURFACE_FINE_MM / coarse_mm),
                           SKIN_RIM_MM / coarse_mm) & ~dark
     body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
                       config.min_body_area_mm2 / coarse_mm ** 2,
@@ -115,7 +119,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm, air=~(body | unexposed | dark))
-        glare = cv2.dilate(bright.astype(np.uint8), disk(2 * config.glare_mm / coarse_mm + 1)) > 0
+        glare = cv2.dilate((bright | dark).astype(np.uint8), disk(2 * config.glare_mm / coarse_mm + 1)) > 0
         body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
@@ -175,9 +179,20 @@ def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bon
     lack. Returns the pieces to add, on the analysis grid.
     """
     result = np.zeros_like(bone)
-    lost = (coarse_bone & ~bone).astype(np.uint8)
-    # Fringes along every refined outline are thin: an opening leaves the compact pieces.
-    lost = cv2.morphologyEx(lost, cv2.MORPH_OPEN, disk(1.5 / spacing_mm))
+    # Fringes along every refined outline are thin: an opening leaves the compact pieces;
+    # the narrower one then finds the smallest sesamoids close beside a joint.
+    for opening_mm in SMALL_BONE_OPENINGS_MM:
+        lost = (coarse_bone & ~bone & ~result).astype(np.uint8)
+        lost = cv2.morphologyEx(lost, cv2.MORPH_OPEN, disk(opening_mm / spacing_mm))
+        result |= _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing_mm,
+                                   config)
+    return result
+
+
+def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing_mm,
+                     config: AnatomyConfig) -> np.ndarray:
+    """The pieces of `lost` that pass the small-bone tests of `_small_bones_and_bone_ends`."""
+    result = np.zeros_like(bone)
     # Outlines, not a label image: far faster on a whole film with few pieces.
     contours, _ = cv2.findContours(lost, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_area = config.small_bone_min_area_mm2 / spacing_mm ** 2
@@ -333,6 +348,42 @@ def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 region |= labels == label
         found.append(region)
     return found[0], found[1]
+
+
+def _without_shutter_glow(values: np.ndarray, shutter: np.ndarray, exposed: np.ndarray,
+                          air_quantile: float = 10.0) -> np.ndarray:
+    """The film with the glow beside an electronic shutter removed.
+
+    Scatter from the exposed field raises the air beside a shutter's edge, falling off with
+    the distance from it over centimetres, far more steeply than the heel effect: at each
+    distance the air is the darkest tenth of the exposed pixels, and that level, less its
+    level far from the edge, is taken off. Films without a shutter are returned unchanged.
+    """
+    # Thin dark strips along the film's edges (plate borders) cast no glow.
+    shutter = cv2.morphologyEx(shutter.astype(np.uint8), cv2.MORPH_OPEN, disk(13)) > 0
+    if not shutter.any() or exposed.sum() < 100:
+        return values
+    distance = cv2.distanceTransform((~shutter).astype(np.uint8), cv2.DIST_L2, 5)
+    step = np.minimum(distance.astype(np.int32), int(distance[exposed].max()))
+    # The quantile of each distance step at once: sort by step, then value within it.
+    at_step, sample = step[exposed], values[exposed]
+    order = np.lexsort((sample, at_step))
+    counts = np.bincount(at_step, minlength=int(step.max()) + 1)
+    starts = np.cumsum(counts) - counts
+    index = starts + ((counts - 1) * air_quantile / 100.0).astype(np.int64)
+    levels = np.where(counts >= 20, sample[order][np.minimum(index, sample.size - 1)], np.nan)
+    known = ~np.isnan(levels)
+    if known.sum() < 2:
+        return values
+    levels = np.interp(np.arange(levels.size), np.flatnonzero(known), levels[known])
+    # The glow only falls with the distance (tissue far from the edge may be the darkest
+    # tenth somewhere: it must not raise the level there); the first pixels hold the
+    # shutter's blurred edge.
+    edge = min(2, levels.size - 1)
+    levels[:edge] = levels[edge]
+    levels = np.minimum.accumulate(levels)
+    glow = (levels - levels[-1]).astype(np.float32)
+    return np.where(exposed, values - glow[step], values).astype(np.float32)
 
 
 def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: tuple[float, float],

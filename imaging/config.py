@@ -86,7 +86,7 @@ class AnatomyConfig:
     small_bone_min_texture: float = 1.6
     """...has fine texture (trabeculae) at least this many times that of the tissue around
     it, both measured away from the piece's edge (calcinosis is smooth)..."""
-    small_bone_max_contact: float = 0.3
+    small_bone_max_contact: float = 0.4
     """...touches the rest of the bone along at most this fraction of its outline (more is a
     fringe along a bone edge)..."""
     small_bone_max_elongation: float = 1.8

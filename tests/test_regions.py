@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from imaging import read_radiograph
 from imaging.deposits import find_deposits
 from imaging.phantom import PhantomSpec, make_film
 from imaging.radiograph import Radiograph, SpacingSource
@@ -37,6 +38,27 @@ def test_hand_regions_match_truth(hand):
     truth_tips = np.array([d.fingertip and d.morphology != "acral" for d in film.deposits])
     assert np.all(tips[truth_tips])
     assert regions.joint_distance_mm is not None
+
+
+def test_real_hand_regions_lie_on_their_fingers(radiographs):
+    """The normal hand PA (right hand, thumb on the left of the film): the air under the
+    electronic shutter at the top glows with scatter and must not join the body, or the
+    digits are looked for in air."""
+    film = read_radiograph(radiographs / "hand_pa_cr_j2k_lossless.dcm")
+    findings = find_deposits(film)
+    body = findings.grid.to_source(findings.anatomy.body.astype(np.uint8)) > 0
+    below_shutter = slice(300, 420)                       # 2-16 mm below the shutter's edge
+    assert body[below_shutter].mean() < 0.01
+    regions = region_map(film, findings)
+    assert regions.kind == "hand"
+    columns = []
+    for number in range(1, 6):
+        rows, cols = np.nonzero(regions.labels == number)
+        assert rows.size, f"digit{number} is empty"
+        assert findings.anatomy.body[rows, cols].all()
+        columns.append(cols.mean())
+    thumb, fingers = columns[0], columns[1:]
+    assert thumb < min(fingers) and fingers == sorted(fingers)
 
 
 def test_hand_recognised_without_body_part(hand):

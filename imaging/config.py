@@ -72,9 +72,10 @@ class AnatomyConfig:
     """Enclosed regions of a bone up to this size (marrow, trabecular gaps) are bone."""
     joint_space_mm: float = 2.0
     """Gaps between bone ends up to this width (joint spaces) count as bone, not soft tissue."""
-    metal_contrast: float = 2.5
+    metal_contrast: float = 3.5
     """Excess over soft tissue, in units of the bone reference, above which a region is
-    metal or lead (markers, letters, wires, screws)."""
+    metal or lead (markers, letters, wires, screws). Thick calcium stones and clouds reach
+    2.5-3.4 times the bone reference on the phantoms: lower values lose them."""
     small_bone_min_area_mm2: float = 2.5
     """Smallest piece of bone (a sesamoid, a phalanx tuft) that the refined bone outline may
     have lost and that is given back when it looks like bone (see below)..."""
@@ -144,6 +145,13 @@ class DetectionConfig:
     """A deposit with more than this fraction of its outline within 0.6 mm of the bone mask
     is a strip of bone edge the mask missed (a deposit beside a bone touches it along a
     smaller part of its outline)."""
+    rod_min_length_mm: float = 15.0
+    """A straight rod at least this long (its bounding box's diagonal)..."""
+    rod_min_eccentricity: float = 0.98
+    """...this elongated (0.98: five times longer than wide)..."""
+    rod_min_solidity: float = 0.85
+    """...and this solid (uniformly wide) is hardware, a Kirschner wire or a needle, not
+    calcium: sheets of calcinosis that long are curved and ragged."""
     skin_line_depth_mm: float = 3.0
     """The skin line (skin seen edge-on, brighter than the fat under it) lies this deep at
     most below the body outline..."""

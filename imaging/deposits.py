@@ -125,12 +125,14 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     metal object. A deposit lying
     along the bone mask for much of its outline (`max_bone_contact`) is a strip of bone edge
     the mask missed; one running along the skin line (`skin_line_*`) is the skin seen
-    edge-on. The kept deposits are renumbered 1..N.
+    edge-on; a long straight rod (`rod_*`) is hardware. The kept deposits are renumbered
+    1..N.
     """
     kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
             and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)
-            and not _along_skin_line(d, detection, pixel_area_mm2)]
+            and not _along_skin_line(d, detection, pixel_area_mm2)
+            and not _straight_rod(d, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
         return labels, deposits
     relabel = np.zeros(max(d.label for d in deposits) + 1, np.int32)
@@ -166,6 +168,17 @@ def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
     depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
     return (depth_mm <= detection.skin_line_depth_mm
             and deposit.skin_depth_change < detection.skin_line_max_depth_change)
+
+
+def _straight_rod(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The hardware test of `select_deposits` (needs the source pixel area)."""
+    if pixel_area_mm2 is None:
+        return False
+    r0, c0, r1, c1 = deposit.bbox
+    length_mm = float(np.hypot(r1 - r0, c1 - c0)) * float(np.sqrt(pixel_area_mm2))
+    return (length_mm >= detection.rod_min_length_mm
+            and deposit.eccentricity >= detection.rod_min_eccentricity
+            and deposit.solidity >= detection.rod_min_solidity)
 
 
 class _StageClock:

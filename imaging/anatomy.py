@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from .config import AnatomyConfig
 from .preprocess import AnalysisGrid, smooth_background
@@ -103,7 +103,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
     tissue = _tissue_mask(_without_shutter_glow(coarse, dark, ~unexposed & ~dark), ~unexposed,
                           (AIR_SURFACE_MM / coarse_mm, AIR_SURFACE_FINE_MM / coarse_mm),
-                          SKIN_RIM_MM / coarse_mm) & ~dark
+                          SKIN_RIM_MM / coarse_mm, classes=3 if has_bone else 2) & ~dark
     body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
                       config.min_body_area_mm2 / coarse_mm ** 2,
                       config.max_body_hole_mm2 / coarse_mm ** 2)
@@ -387,11 +387,12 @@ def _without_shutter_glow(values: np.ndarray, shutter: np.ndarray, exposed: np.n
 
 
 def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: tuple[float, float],
-                 skin_rim_px: float) -> np.ndarray:
+                 skin_rim_px: float, classes: int = 3) -> np.ndarray:
     """The patient's tissue: separated from air along the skin line's steep edge.
 
     The air level is a smooth surface (the heel effect makes it vary) fitted to the darkest
-    class of exposed pixels, refitted without the pixels that stand clearly above it, at a
+    of `classes` intensity classes of exposed pixels (air, soft tissue, bone; 2 for films
+    without bone), refitted without the pixels that stand clearly above it, at a
     coarse and then (from sure air) a fine scale `air_sigma_px`. Sure
     air lies within its noise of that surface, sure tissue well above it; between them
     (scatter glow near the skin, thin tissue) a watershed on the gradient puts the boundary
@@ -402,7 +403,9 @@ def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: tuple[fl
     inside = values[exposed]
     if inside.size < 16 or np.ptp(inside) == 0:
         return np.zeros(values.shape, bool)
-    air = exposed & (values <= float(threshold_otsu(inside)))
+    # Air, soft tissue and bone: the lowest of the classes' thresholds. (Two classes split
+    # the tissue instead when a limb fills most of the field and air is a thin strip.)
+    air = exposed & (values <= float(threshold_multiotsu(inside, classes=classes)[0]))
     excess = np.zeros_like(values)
     center = spread = 0.0
     coarse_sigma, fine_sigma = air_sigma_px

@@ -71,6 +71,18 @@ def test_soft_tissue_stays_out_of_the_bone_mask_and_thin_bones_in_it(anatomy):
     assert overlap / film.bone_mask.sum() >= 0.95, "the bone mask misses bone"
 
 
+@pytest.mark.parametrize("seed", [3, 526816352])
+def test_a_leg_filling_the_field_keeps_its_body(seed):
+    """When a wide leg fills the field and air is a thin strip beside it, a two-class split
+    of the film's values falls inside the soft tissue: the air is the lowest of three
+    classes (air, soft tissue, bone)."""
+    film = make_film(PhantomSpec(anatomy="lower_leg", seed=seed, n_deposits=0))
+    findings = find_deposits(film.radiograph)
+    body = findings.grid.to_source(findings.anatomy.body.astype(np.uint8)) > 0
+    assert (body & film.body_mask).sum() >= 0.95 * film.body_mask.sum()
+    assert (body & ~film.body_mask).sum() <= 0.05 * body.sum()
+
+
 @pytest.mark.parametrize("metal, seed", [("screw", 5), ("wire", 7)])
 def test_negative_film_with_markers_and_metal_has_no_false_deposits(metal, seed):
     """Hardware is no denser than the densest calcium in projection (a screw's shaft, a

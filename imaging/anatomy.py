@@ -156,11 +156,49 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         # an opening at the narrowest bone width cuts such appendages off again.
         core = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_OPEN,
                                 disk(grid.mm_to_px(config.bone_min_width_mm)))
-        bone = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
         floor = cv2.resize(coarse - excess, (cols, rows), interpolation=cv2.INTER_LINEAR)
+        core &= ~_domed_islands(core, values - floor, grid.spacing_mm, config)
+        bone = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
+
+
+def _domed_islands(core: np.ndarray, excess: np.ndarray, spacing_mm: float,
+                   config: AnatomyConfig) -> np.ndarray:
+    """Small pieces of the bone core that are dense lumps, not bones (uint8 mask).
+
+    A dense stone or cloud a narrow neck joined to a bone stands alone once the appendage
+    cut has opened the neck. In projection such a lump is domed, densest at its centre; a
+    small bone (a sesamoid, a tuft) has a cortex and is as dense at its edge as inside or
+    more. A piece no larger than `small_bone_max_area_mm2` whose centre (what an erosion by
+    a third of its half width leaves) exceeds its edge band by `dome_ratio` is a lump.
+    """
+    result = np.zeros_like(core)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    max_area = config.small_bone_max_area_mm2 / spacing_mm ** 2
+    for label in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] <= max_area):
+        if label == 0:
+            continue
+        x, y, w, h = stats[label, :4]
+        box = (slice(y, y + h), slice(x, x + w))
+        piece = labels[box] == label
+        if _domed(piece, excess[box], config.dome_ratio):
+            result[box][piece] = 1
+    return result
+
+
+def _domed(piece: np.ndarray, excess: np.ndarray, ratio: float) -> bool:
+    """Whether a piece's centre (an erosion by a third of its half width) is `ratio` times
+    denser than its edge band (its outer third)."""
+    piece = piece.astype(np.uint8)
+    half_width = float(cv2.distanceTransform(piece, cv2.DIST_L2, 5).max())
+    centre = cv2.erode(piece, disk(2 * half_width / 3 + 1)) > 0
+    edge = (piece > 0) & ~(cv2.erode(piece, disk(4 * half_width / 3 + 1)) > 0)
+    if centre.sum() < 3 or edge.sum() < 3:
+        return False
+    inner, outer = float(np.median(excess[centre])), float(np.median(excess[edge]))
+    return outer > 0 and inner >= ratio * outer
 
 
 def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bone: np.ndarray,
@@ -218,11 +256,18 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
         peak = float(np.percentile(ex[piece], 95))
         if peak <= 0:
             continue
+        lost_piece = piece
         piece = _largest_component(piece & (ex >= 0.5 * peak))
+        # A lump is judged down to a fifth of its peak (its upper half is flat), around the
+        # piece only (the lost piece may hold a fringe along the bone too).
+        reach = disk(2 * cv2.distanceTransform(piece.astype(np.uint8), cv2.DIST_L2, 5).max() + 1)
+        around = cv2.dilate(piece.astype(np.uint8), reach) > 0
+        domed = _domed(_largest_component(lost_piece & around & (ex >= 0.2 * peak)), ex,
+                       config.dome_ratio)
         size = int(piece.sum())
         if (not min_area <= size <= max_area
                 or _elongation(piece) > config.small_bone_max_elongation
-                or _solidity(piece) < 0.85):
+                or _solidity(piece) < 0.85 or domed):
             continue
         ring = ((cv2.dilate(piece.astype(np.uint8), ring_disk) > 0) & ~piece & ~coarse_bone[box]
                 & ~bone[box])

@@ -90,6 +90,9 @@ class AnatomyConfig:
     small_bone_max_contact: float = 0.4
     """...touches the rest of the bone along at most this fraction of its outline (more is a
     fringe along a bone edge)..."""
+    dome_ratio: float = 1.3
+    """A small island of the bone core whose centre is this many times denser than its edge
+    is a domed lump of calcium, not a bone (see `imaging.anatomy._domed_islands`)."""
     small_bone_max_elongation: float = 1.8
     """...and is round to oval: its long axis at most this many times its short one."""
 

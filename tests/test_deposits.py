@@ -245,6 +245,21 @@ def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kep
     assert [d.area_px for d in kept] == [lump.area_px, deep.area_px]
 
 
+def test_a_calcium_lump_is_domed_and_a_small_bone_is_not():
+    """In projection a solid lump is thickest at its centre; a small bone's cortex shell
+    makes it as dense at its edge as inside."""
+    from imaging.anatomy import _domed
+
+    r = np.hypot(*(np.mgrid[:41, :41] - 20.0)) / 15.0          # radius 15 px
+    inside = r <= 1
+    lump = np.where(inside, np.sqrt(np.clip(1 - r ** 2, 0, 1)), 0.0)
+    shell = np.where(inside, lump - 0.85 * np.sqrt(np.clip(1 - (r / 0.85) ** 2, 0, 1)), 0.0)
+    bone = shell + 0.3 * lump                                    # cortex and trabeculae
+    ratio = AnalysisConfig().anatomy.dome_ratio
+    assert _domed(inside, lump, ratio)
+    assert not _domed(inside, bone, ratio)
+
+
 def test_a_small_textured_bone_is_given_back_to_the_bone_mask_and_a_smooth_lump_is_not():
     """A sesamoid beside a joint is fainter than the cortex that sets the refined bone outline;
     the coarse bone holds it. Trabecular texture tells it from a smooth calcium lump there."""

@@ -340,9 +340,9 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
                 outcome = compare_pair(baseline, followup, config, serial, reference=reference,
                                        radiographs=radiographs)
                 outcomes.append(outcome)
-                if outcome.refused is None:
-                    store.record_comparison(run_id, key(baseline), key(followup),
-                                            outcome.changes)
+                keys = key(baseline), key(followup)
+                if None not in keys:      # a film that was never analysed is not stored
+                    store.record_comparison(run_id, *keys, outcome.changes)
                 if report is not None:
                     what = (f"refused: {outcome.refused}" if outcome.refused else
                             f"{outcome.changes[0]['category']} ({_pct(outcome.changes[0])})")

@@ -245,9 +245,16 @@ _MIGRATION_7 = (
     "ALTER TABLE deposits ADD COLUMN skin_depth_change REAL",
 )
 
+_MIGRATION_8 = (
+    # Refused comparisons (other anatomy, failed registration) are kept, with the reason.
+    "ALTER TABLE comparisons ADD COLUMN status TEXT NOT NULL DEFAULT 'ok' "
+    "CHECK (status IN ('ok', 'refused'))",
+    "ALTER TABLE comparisons ADD COLUMN reason TEXT",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
                                            _MIGRATION_4, _MIGRATION_5, _MIGRATION_6,
-                                           _MIGRATION_7)
+                                           _MIGRATION_7, _MIGRATION_8)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.
@@ -304,8 +311,8 @@ ORDER BY image_id, image_pk
 """
 _DEPOSITS_SQL = "SELECT * FROM deposits WHERE image_pk = ? ORDER BY deposit_id"
 COMPARISON_COLUMNS = (
-    "baseline_area_px", "followup_area_px", "baseline_area_mm2", "followup_area_mm2",
-    "change_pct", "category", "n_matched", "n_new", "n_resolved",
+    "status", "reason", "baseline_area_px", "followup_area_px", "baseline_area_mm2",
+    "followup_area_mm2", "change_pct", "category", "n_matched", "n_new", "n_resolved",
 )
 """Columns of a ``comparisons`` row besides its keys (a region row of ``changes.csv``)."""
 _RECORD_COMPARISON_SQL = f"""
@@ -580,7 +587,8 @@ class ResultsStore:
                           region_rows) -> None:
         """Record the change between two recorded films, one row per region, in one transaction.
 
-        A pair compared again (same baseline, follow-up and region) replaces its rows.
+        A pair compared again (same baseline, follow-up and region) replaces its rows. A
+        refused pair has one row, ``region = 'all'``, ``status = 'refused'`` and the reason.
 
         Parameters
         ----------

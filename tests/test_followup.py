@@ -100,7 +100,8 @@ def test_other_patient_is_refused(series_files, tmp_path):
     row, = _rows(out / "changes.csv")
     assert row["status"] == "refused" and "not the same anatomy" in row["reason"]
     with sqlite3.connect(out / "calcitrack.sqlite") as db:
-        assert db.execute("SELECT count(*) FROM comparisons").fetchone()[0] == 0
+        stored = db.execute("SELECT region, status, reason, category FROM comparisons").fetchall()
+    assert stored == [("all", "refused", row["reason"], None)]
 
 
 def test_followup_groups_by_patient_and_orders_by_date(series_files, tmp_path):

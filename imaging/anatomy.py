@@ -119,7 +119,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm, air=~(body | unexposed | dark))
-        glare = cv2.dilate((bright | dark).astype(np.uint8), disk(2 * config.glare_mm / coarse_mm + 1)) > 0
+        glare = cv2.dilate((bright | dark).astype(np.uint8),
+                           disk(2 * config.glare_mm / coarse_mm + 1)) > 0
         body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
@@ -213,8 +214,8 @@ def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bon
     soft-tissue `floor` and given back when it is a bone: round to oval and solid, standing
     out from the tissue around it by a good part of the film's bone contrast, touching the
     kept bone along a small part of its outline at most (more is a fringe along a bone
-    edge), and with trabecular texture, which the smooth lumps and clouds of calcinosis
-    lack. Returns the pieces to add, on the analysis grid.
+    edge), with trabecular texture, which the smooth lumps and clouds of calcinosis lack,
+    and not domed like a lump (`_domed`). Returns the pieces to add, on the analysis grid.
     """
     result = np.zeros_like(bone)
     # Fringes along every refined outline are thin: an opening leaves the compact pieces;
@@ -258,16 +259,11 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
             continue
         lost_piece = piece
         piece = _largest_component(piece & (ex >= 0.5 * peak))
-        # A lump is judged down to a fifth of its peak (its upper half is flat), around the
-        # piece only (the lost piece may hold a fringe along the bone too).
-        reach = disk(2 * cv2.distanceTransform(piece.astype(np.uint8), cv2.DIST_L2, 5).max() + 1)
-        around = cv2.dilate(piece.astype(np.uint8), reach) > 0
-        domed = _domed(_largest_component(lost_piece & around & (ex >= 0.2 * peak)), ex,
-                       config.dome_ratio)
         size = int(piece.sum())
         if (not min_area <= size <= max_area
                 or _elongation(piece) > config.small_bone_max_elongation
-                or _solidity(piece) < 0.85 or domed):
+                or _solidity(piece) < 0.85
+                or _domed(_whole_lump(piece, lost_piece, ex, peak), ex, config.dome_ratio)):
             continue
         ring = ((cv2.dilate(piece.astype(np.uint8), ring_disk) > 0) & ~piece & ~coarse_bone[box]
                 & ~bone[box])
@@ -286,6 +282,15 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
                 and contact <= config.small_bone_max_contact):
             result[box] |= piece
     return result
+
+
+def _whole_lump(piece: np.ndarray, lost_piece: np.ndarray, excess: np.ndarray,
+                peak: float) -> np.ndarray:
+    """A piece (cut at half its peak, where a lump is flat-topped) taken down to a fifth of
+    its peak, within its own width of it (the lost piece may hold a fringe along the bone)."""
+    width = float(cv2.distanceTransform(piece.astype(np.uint8), cv2.DIST_L2, 5).max())
+    around = cv2.dilate(piece.astype(np.uint8), disk(2 * width + 1)) > 0
+    return _largest_component(lost_piece & around & (excess >= 0.2 * peak))
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:

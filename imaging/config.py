@@ -45,8 +45,8 @@ class AnatomyConfig:
     """Band excluded around unexposed borders (the collimator edge); glare beyond it is
     dropped when it holds no bone."""
     glare_mm: float = 25.0
-    """Scatter glare beside an unexposed border reaches this far: bright pixels there do not
-    make a region part of the patient."""
+    """Scatter glare beside an unexposed border or an electronic shutter reaches this far:
+    bright pixels there do not make a region part of the patient."""
     border_margin_mm: float = 2.0
     """Band excluded around metal."""
     film_edge_margin_mm: float = 2.0

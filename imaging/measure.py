@@ -106,8 +106,9 @@ class DepositMeasures:
     """The same in mm (None also for uncalibrated films)."""
     skin_depth_change: float | None = None
     """How much the depth below the skin changes across the deposit (its 10th to 90th
-    percentile) over the deposit's extent (its bounding-box diagonal): near 0 for a strip running along the skin line,
-    about 0.5 for a round deposit. None when `skin_depth_px` is."""
+    percentile) over the deposit's extent (its bounding-box diagonal): near 0 for a strip
+    running along the skin line, about 0.5 for a round deposit. None when `skin_depth_px`
+    is."""
 
 
 def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndarray,

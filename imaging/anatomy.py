@@ -382,11 +382,13 @@ def fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
 
 def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Large uniform regions at the film's maximum (unexposed) or minimum (electronic
-    shutter) that touch its border."""
+    shutter) that touch its border. An unexposed corner left by a tilted collimator may be a
+    thin sliver: it counts from a tenth of the area a shutter needs (1 % of the film)."""
     lo, hi = float(values.min()), float(values.max())
     spread = max(float(np.percentile(values, 99.9) - np.percentile(values, 0.1)), 1e-6)
     found = []
-    for candidate in (values >= hi - 0.03 * spread, values <= lo + 0.005 * spread):
+    for candidate, min_fraction in ((values >= hi - 0.03 * spread, 0.001),
+                                    (values <= lo + 0.005 * spread, 0.01)):
         count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8),
                                                                    connectivity=8)
         region = np.zeros(values.shape, bool)
@@ -394,7 +396,7 @@ def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for label in range(1, count):
             x, y, w, h, area = stats[label]
             touches = x == 0 or y == 0 or x + w == cols or y + h == rows
-            if touches and area >= 0.01 * values.size:
+            if touches and area >= min_fraction * values.size:
                 region |= labels == label
         found.append(region)
     return found[0], found[1]

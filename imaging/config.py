@@ -161,7 +161,10 @@ class DetectionConfig:
     skin_line_max_depth_change: float = 0.1
     """...and a deposit there whose depth below the skin changes by less than this fraction
     of its extent is a strip of skin line the background missed, not calcium (a deposit
-    under the skin is about as deep as it is wide)."""
+    under the skin is about as deep as it is wide)..."""
+    skin_line_max_relative_density: float = 0.8
+    """...unless it is denser than this fraction of bone: skin is soft tissue, a dense sheet
+    along the skin is calcium."""
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,9 @@ def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
     if deposit.skin_depth_px is None or pixel_area_mm2 is None:
         return False
     depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
-    return (depth_mm <= detection.skin_line_depth_mm
+    dense = (deposit.relative_density is not None
+             and deposit.relative_density > detection.skin_line_max_relative_density)
+    return (depth_mm <= detection.skin_line_depth_mm and not dense
             and deposit.skin_depth_change < detection.skin_line_max_depth_change)
 
 

@@ -71,6 +71,22 @@ def test_soft_tissue_stays_out_of_the_bone_mask_and_thin_bones_in_it(anatomy):
     assert overlap / film.bone_mask.sum() >= 0.95, "the bone mask misses bone"
 
 
+def test_a_thin_unexposed_corner_is_a_shutter_region():
+    """A tilted collimator leaves a thin unexposed sliver along one edge; left in the body,
+    it sets the bone reference (everything else looks like soft tissue beside it)."""
+    from imaging.anatomy import _shutter_regions
+
+    rng = np.random.default_rng(1)
+    values = (300 + 20 * rng.standard_normal((500, 250))).astype(np.float32)
+    values[200:400, 60:200] += 2000                    # the patient
+    sliver = np.zeros(values.shape, bool)
+    for row in range(6):
+        sliver[row, : 160 - 25 * row] = True           # 0.5 % of the film
+    values[sliver] = 4095
+    bright, dark = _shutter_regions(values)
+    assert (bright == sliver).all() and not dark.any()
+
+
 @pytest.mark.parametrize("seed", [3, 526816352])
 def test_a_leg_filling_the_field_keeps_its_body(seed):
     """When a wide leg fills the field and air is a thin strip beside it, a two-class split
@@ -221,6 +237,8 @@ def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kep
     """The skin seen edge-on is brighter than the fat under it; where the background misses
     it, a strip runs along the skin at a constant depth. A deposit under the skin is about
     as deep as it is wide."""
+    import dataclasses
+
     from imaging.deposits import select_deposits
     from imaging.measure import measure_deposits
 
@@ -243,6 +261,8 @@ def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kep
     detection = AnalysisConfig().detection
     _, kept = select_deposits(labels, (strip, lump, deep), detection, pixel_area_mm2=0.01)
     assert [d.area_px for d in kept] == [lump.area_px, deep.area_px]
+    sheet = dataclasses.replace(strip, relative_density=1.2)     # denser than skin can be
+    assert len(select_deposits(labels, (sheet,), detection, pixel_area_mm2=0.01)[1]) == 1
 
 
 def test_a_calcium_lump_is_domed_and_a_small_bone_is_not():

@@ -148,6 +148,12 @@ class DetectionConfig:
     """A deposit with more than this fraction of its outline within 0.6 mm of the bone mask
     is a strip of bone edge the mask missed (a deposit beside a bone touches it along a
     smaller part of its outline)."""
+    sliver_max_area_mm2: float = 4.0
+    """A deposit smaller than this..."""
+    sliver_max_bone_contact: float = 0.4
+    """...lying along the bone mask for more than this fraction of its outline is a sliver of
+    bone edge (a larger deposit may touch a bone that much: it is judged by
+    `max_bone_contact`)."""
     rod_min_length_mm: float = 15.0
     """A straight rod at least this long (its bounding box's diagonal)..."""
     rod_min_eccentricity: float = 0.98

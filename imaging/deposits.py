@@ -123,14 +123,15 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     without `pixel_area_mm2`, the source pixel area, nominal for uncalibrated films, faint
     deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
     metal object. A deposit lying
-    along the bone mask for much of its outline (`max_bone_contact`) is a strip of bone edge
-    the mask missed; one running along the skin line (`skin_line_*`) is the skin seen
+    along the bone mask for much of its outline (`max_bone_contact`, or `sliver_*` for small
+    ones) is a strip of bone edge the mask missed; one running along the skin line (`skin_line_*`) is the skin seen
     edge-on; a long straight rod (`rod_*`) is hardware. The kept deposits are renumbered
     1..N.
     """
     kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
             and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)
+            and not _bone_sliver(d, detection, pixel_area_mm2)
             and not _along_skin_line(d, detection, pixel_area_mm2)
             and not _straight_rod(d, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
@@ -159,6 +160,14 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
         return False
     return (deposit.rim_cnr >= rim_cnr
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
+
+
+def _bone_sliver(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The small-sliver test of `select_deposits` (needs the source pixel area)."""
+    if deposit.bone_contact is None or pixel_area_mm2 is None:
+        return False
+    return (deposit.area_px * pixel_area_mm2 < detection.sliver_max_area_mm2
+            and deposit.bone_contact > detection.sliver_max_bone_contact)
 
 
 def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:

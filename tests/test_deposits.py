@@ -310,6 +310,27 @@ def test_a_small_textured_bone_is_given_back_to_the_bone_mask_and_a_smooth_lump_
     assert not found["lump"].any()
 
 
+def test_a_small_deposit_along_a_bone_is_a_sliver_and_a_larger_one_is_not(dense_stones):
+    """Slivers of bone edge are small; a deposit beside a bone may touch it as much when it
+    is larger."""
+    import dataclasses
+
+    from imaging.deposits import select_deposits
+
+    film, findings = dense_stones
+    detection = AnalysisConfig().detection
+    labels = (findings.labels == findings.deposits[0].label).astype(np.int32)
+    stone = dataclasses.replace(findings.deposits[0], label=1, bone_contact=0.45)
+    assert detection.sliver_max_bone_contact < 0.45 < detection.max_bone_contact
+    area = film.pixel_area_mm2
+
+    def kept(area_mm2):
+        deposit = dataclasses.replace(stone, area_px=int(area_mm2 / area))
+        return len(select_deposits(labels, (deposit,), detection, pixel_area_mm2=area)[1]) == 1
+
+    assert not kept(2.0) and kept(6.0)
+
+
 def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stones):
     """Below `min_relative_density` of bone, a deposit must stand out from its rim more
     clearly and be small (soft-tissue texture of that density is large and diffuse)."""

@@ -54,7 +54,7 @@ ALL_REGIONS = WHOLE_FILM
 _UNNAMED_REGIONS = {None, "", "film", ALL_REGIONS}
 
 
-class MatchStatus(str, enum.Enum):
+class MatchStatus(enum.StrEnum):
     """Fate of a deposit between two films."""
 
     PERSISTENT = "persistent"
@@ -63,20 +63,14 @@ class MatchStatus(str, enum.Enum):
     NEW = "new"
     RESOLVED = "resolved"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Response(str, enum.Enum):
+class Response(enum.StrEnum):
     """Response from baseline to the latest film."""
 
     COMPLETE = "complete"
     PARTIAL = "partial"
     NONE = "none"
     PROGRESSION = "progression"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

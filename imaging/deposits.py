@@ -27,7 +27,7 @@ import numpy as np
 
 from .anatomy import Anatomy, disk, fill_small_holes, find_anatomy
 from .config import AnalysisConfig
-from .measure import DepositMeasures, measure_deposits
+from .measure import DepositMeasures, bounding_boxes, measure_deposits
 from .preprocess import (
     AnalysisGrid,
     blur,
@@ -122,16 +122,14 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     their rim all the more clearly (`faint_*`; films without bone skip the density tests;
     without `pixel_area_mm2`, the source pixel area, nominal for uncalibrated films, faint
     deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
-    metal object. A deposit lying
-    along the bone mask for much of its outline (`max_bone_contact`, or `sliver_*` for small
-    ones) is a strip of bone edge the mask missed; one running along the skin line (`skin_line_*`) is the skin seen
-    edge-on; a long straight rod (`rod_*`) is hardware. The kept deposits are renumbered
-    1..N.
+    metal object. A deposit lying along the bone mask for much of its outline
+    (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
+    missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on; a long
+    straight rod (`rod_*`) is hardware. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
-            and (d.bone_contact is None or d.bone_contact <= detection.max_bone_contact)
-            and not _bone_sliver(d, detection, pixel_area_mm2)
+            and not _along_bone_edge(d, detection, pixel_area_mm2)
             and not _along_skin_line(d, detection, pixel_area_mm2)
             and not _straight_rod(d, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
@@ -162,12 +160,15 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
 
 
-def _bone_sliver(deposit, detection, pixel_area_mm2: float | None) -> bool:
-    """The small-sliver test of `select_deposits` (needs the source pixel area)."""
-    if deposit.bone_contact is None or pixel_area_mm2 is None:
+def _along_bone_edge(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The bone-contact test of `select_deposits`: the stricter `sliver_max_bone_contact`
+    for deposits smaller than `sliver_max_area_mm2` (known only with the source pixel area)."""
+    if deposit.bone_contact is None:
         return False
-    return (deposit.area_px * pixel_area_mm2 < detection.sliver_max_area_mm2
-            and deposit.bone_contact > detection.sliver_max_bone_contact)
+    small = (pixel_area_mm2 is not None
+             and deposit.area_px * pixel_area_mm2 < detection.sliver_max_area_mm2)
+    limit = detection.sliver_max_bone_contact if small else detection.max_bone_contact
+    return deposit.bone_contact > limit
 
 
 def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
@@ -441,9 +442,10 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     sigma_src = max(0.1 / source_px_mm, 0.7)
     reach_px = 2 * 0.5 / source_px_mm + 1
     next_label = 1
-    for label, (r0, r1, c0, c1) in enumerate(_bounding_boxes(candidates, count), start=1):
-        if r1 <= r0:
+    for label, found in enumerate(bounding_boxes(candidates), start=1):
+        if found is None:
             continue
+        (r0, r1), (c0, c1) = (found[0].start, found[0].stop), (found[1].start, found[1].stop)
         sr0, sr1 = max(int(r0 * scale_r) - pad, 0), min(int(np.ceil(r1 * scale_r)) + pad, rows)
         sc0, sc1 = max(int(c0 * scale_c) - pad, 0), min(int(np.ceil(c1 * scale_c)) + pad, cols)
         size = (sc1 - sc0, sr1 - sr0)
@@ -512,17 +514,6 @@ def _crop_to_source(image, r0, r1, c0, c1, size, interpolation=cv2.INTER_NEAREST
     source = image.astype(np.float32) if image.dtype != np.float32 else image
     return cv2.warpAffine(source, matrix, (cols, rows), flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
-
-
-def _bounding_boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
-    """(row0, row1, col0, col1) per label 1..count (end-exclusive)."""
-    boxes = [(0, 0, 0, 0)] * count
-    from scipy import ndimage
-
-    for index, found in enumerate(ndimage.find_objects(labels, max_label=count)):
-        if found is not None:
-            boxes[index] = (found[0].start, found[0].stop, found[1].start, found[1].stop)
-    return boxes
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:

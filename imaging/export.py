@@ -65,15 +65,12 @@ _MM_MEASURES = ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_ax
                 "skin_depth_mm")
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of one input file (the ``status`` column)."""
 
     OK = "ok"
     ERROR = "error"
     SKIPPED = "skipped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def _ring(mask: np.ndarray, radii_px: tuple[float, float]) -> np.ndarray:
     return ring
 
 
-def _bounding_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+def bounding_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
     """`scipy.ndimage.find_objects(labels)` from the labelled pixels only (few on a film)."""
     flat = np.flatnonzero(labels)
     count = int(labels.ravel()[flat].max()) if flat.size else 0
@@ -151,7 +151,7 @@ def measure_deposits(pixels: np.ndarray, labels: np.ndarray, background: np.ndar
     bone_reach = cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * int(round(BONE_CONTACT_MM / mean_spacing)) + 1,) * 2)
     measures = []
-    for index, found in enumerate(_bounding_boxes(labels), start=1):
+    for index, found in enumerate(bounding_boxes(labels), start=1):
         if found is None:
             continue
         r0, r1 = max(found[0].start - window, 0), min(found[0].stop + window, labels.shape[0])

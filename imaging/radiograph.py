@@ -16,7 +16,7 @@ import numpy as np
 PLAUSIBLE_SPACING_MM = (0.01, 5.0)
 
 
-class SpacingSource(str, enum.Enum):
+class SpacingSource(enum.StrEnum):
     """Where a radiograph's pixel spacing came from (recorded in every output row)."""
 
     PIXEL_SPACING = "pixel_spacing"
@@ -29,9 +29,6 @@ class SpacingSource(str, enum.Enum):
     """Given by the user (``--spacing-mm``), e.g. from a calibration ruler."""
     NONE = "none"
     """No trustworthy spacing: areas are reported in pixels only."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def test_fast_tile_statistics_equal_the_plain_numpy_ones():
     import cv2
     from scipy import ndimage
 
-    from imaging.measure import _bounding_boxes
+    from imaging.measure import bounding_boxes
     from imaging.preprocess import (_tile_location_and_spread, local_location_and_spread,
                                     local_spread)
 
@@ -211,7 +211,7 @@ def test_fast_tile_statistics_equal_the_plain_numpy_ones():
     labels[5:9, 7:20] = 2
     labels[30:41, 3:5] = 4
     labels[30, 45] = 4
-    assert _bounding_boxes(labels) == ndimage.find_objects(labels)
+    assert bounding_boxes(labels) == ndimage.find_objects(labels)
 
 
 def test_bone_contact_tells_a_strip_along_bone_from_a_deposit_beside_it():

@@ -45,5 +45,6 @@ __all__ = [
     "FilmFiles", "FilmGrid", "FilmTruth", "InsertionSpec", "MORPHOLOGIES", "Marker", "MetalPart",
     "PhantomFilm", "PhantomSeries", "PhantomSpec", "Pose", "Scene", "SeriesSpec", "VisitChange",
     "anatomy_codes", "build_anatomy", "estimate_noise_sd", "insert_deposits", "make_film",
-    "make_series", "read_truth", "reexpose", "render_scene", "sample_cnr", "write_film", "write_series",
+    "make_series", "read_truth", "reexpose", "render_scene", "sample_cnr", "write_film",
+    "write_series",
 ]

@@ -22,15 +22,12 @@ import numpy as np
 from .shapes import Rod, polyline_distance
 
 
-class AnatomyKind(str, enum.Enum):
+class AnatomyKind(enum.StrEnum):
     """Body parts the phantom can film."""
 
     HAND = "hand"
     FOREARM = "forearm"
     LOWER_LEG = "lower_leg"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Region names per anatomy (the deposit table's ``region`` column).

@@ -276,12 +276,8 @@ def make_film(spec: PhantomSpec) -> PhantomFilm:
     >>> sorted(set(film.truth_labels.ravel().tolist())) == [0, 1, 2]
     True
     """
-    anatomy = build_anatomy(spec.anatomy, spec.patient_seed)
     rng = np.random.default_rng([spec.seed, 7])
-    acquisition = acquisition_for(spec, rng)
-    metal = (make_hardware(spec.metal, anatomy, np.random.default_rng([spec.patient_seed, 11]))
-             if spec.metal else ())
-    scene = render_scene(anatomy, acquisition, metal=metal)
+    scene = _patient_scene(spec, rng)
     n = int(rng.integers(1, 13)) if spec.n_deposits is None else spec.n_deposits
     shapes = place_deposits(canvas_of(scene), rng, n, spec.usable_morphologies,
                             spec.size_range_mm) if n else []
@@ -299,14 +295,22 @@ def reexpose(film: PhantomFilm, dose: float) -> PhantomFilm:
     CNR; the truth masks and calcium thicknesses stay those of `film`.
     """
     spec = dataclasses.replace(film.spec, dose=dose)
+    scene = _patient_scene(spec, np.random.default_rng([spec.seed, 7]),
+                           noise_offset=round(dose * 1000))
+    return assemble_film(spec, scene, render_film(scene, film.shapes), film.shapes)
+
+
+def _patient_scene(spec: PhantomSpec, rng: np.random.Generator, *, noise_offset: int = 0):
+    """The patient of `spec` (anatomy, hardware) under its acquisition, drawn from `rng`,
+    with the noise seed moved by `noise_offset` (a new noise draw)."""
     anatomy = build_anatomy(spec.anatomy, spec.patient_seed)
-    acquisition = acquisition_for(spec, np.random.default_rng([spec.seed, 7]))
-    acquisition = dataclasses.replace(acquisition,
-                                      noise_seed=acquisition.noise_seed + round(dose * 1000))
+    acquisition = acquisition_for(spec, rng)
+    if noise_offset:
+        acquisition = dataclasses.replace(acquisition,
+                                          noise_seed=acquisition.noise_seed + noise_offset)
     metal = (make_hardware(spec.metal, anatomy, np.random.default_rng([spec.patient_seed, 11]))
              if spec.metal else ())
-    scene = render_scene(anatomy, acquisition, metal=metal)
-    return assemble_film(spec, scene, render_film(scene, film.shapes), film.shapes)
+    return render_scene(anatomy, acquisition, metal=metal)
 
 
 def assemble_film(spec: PhantomSpec, scene: Scene, render: FilmRender, shapes,

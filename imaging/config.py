@@ -123,6 +123,11 @@ class DetectionConfig:
     """...and by at least this fraction of its own contrast over the background: a sliver
     of bone edge has bone in its rim and stands out from it far less than from the tissue
     background."""
+    large_min_area_mm2: float = 4.0
+    """A deposit at least this large..."""
+    large_min_rim_cnr: float = 2.5
+    """...needs only this `min_rim_cnr` (Rose: the contrast a region needs to be seen falls
+    as the square root of its area)."""
     min_relative_density: float = 0.15
     """Deposits fainter than this fraction of the film's bone contrast are soft-tissue
     texture (films without bone skip this test)."""
@@ -140,6 +145,13 @@ class DetectionConfig:
     """Mean CNR over the whole candidate (rejects noise clusters grown from one hot pixel)."""
     edge_fraction: float = 0.5
     """Deposit outline in the source grid: this fraction of its peak contrast (FWHM)."""
+    seed_reach_mm: float = 1.0
+    """An outlined speck belongs to a deposit only within this distance of the candidate's
+    seed (where it stands `seed_cnr` above its surroundings): noise specks that the wide
+    hysteresis region also holds are not part of it."""
+    max_speck_gap_mm: float = 1.5
+    """Specks farther apart than this are separate deposits; closer ones (a reticular
+    cluster) are one."""
     min_core_noise_ratio: float = 0.3
     """A deposit whose core is flatter than this fraction of the surrounding pixel noise is
     clipped at the detector's ceiling: a saturated metal or lead object (a skin marker bead),

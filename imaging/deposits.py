@@ -98,7 +98,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     candidates = clock("candidates", hysteresis_candidates, grid, anatomy, significance, config,
                        region=region)
     labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy, background,
-                   candidates, config, region=region)
+                   significance, candidates, config, region=region)
     deposits = clock("measures", measure_deposits, radiograph.pixels, labels,
                      grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
@@ -147,10 +147,14 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
 
 def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The rim and density tests of `select_deposits`: stricter rim tests and a size limit
-    for a deposit fainter than `min_relative_density` (down to `faint_min_relative_density`)."""
+    for a deposit fainter than `min_relative_density` (down to `faint_min_relative_density`),
+    a lower rim CNR for a large one (`large_*`)."""
     density = deposit.relative_density
     if density is None or density >= detection.min_relative_density:
         rim_cnr, rim_fraction = detection.min_rim_cnr, detection.min_rim_fraction
+        if (pixel_area_mm2 is not None
+                and deposit.area_px * pixel_area_mm2 >= detection.large_min_area_mm2):
+            rim_cnr = detection.large_min_rim_cnr
     elif (density >= detection.faint_min_relative_density and pixel_area_mm2 is not None
           and deposit.area_px * pixel_area_mm2 <= detection.faint_max_area_mm2):
         rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
@@ -419,14 +423,17 @@ def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
 
 
 def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
-                           background: np.ndarray, candidates: np.ndarray,
-                           config: AnalysisConfig, *, region: np.ndarray | None = None
-                           ) -> np.ndarray:
+                           background: np.ndarray, significance: np.ndarray,
+                           candidates: np.ndarray, config: AnalysisConfig, *,
+                           region: np.ndarray | None = None) -> np.ndarray:
     """Redraw each candidate in the source grid at `edge_fraction` of its own peak contrast.
 
     A candidate may hold several specks (a reticular cluster) of different densities: its
     excess is split into basins around its local maxima, and each basin is cut at the
-    fraction of its own peak, so every speck keeps its full width at half maximum.
+    fraction of its own peak, so every speck keeps its full width at half maximum. A faint
+    deposit's candidate, grown at the coarse scales, also holds noise specks around it: only
+    specks within `seed_reach_mm` of where its significance reaches `seed_cnr` are kept, and
+    specks more than `max_speck_gap_mm` apart become separate deposits.
     """
     rows, cols = radiograph.shape
     labels = np.zeros((rows, cols), np.int32)
@@ -439,6 +446,9 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     # Converted once: the warps below read float32 (labels are exact integers in float32).
     soft = (search_region(grid, anatomy) if region is None else region).astype(np.float32)
     candidate_labels = candidates.astype(np.float32)
+    seed_map = (significance >= config.detection.seed_cnr).astype(np.float32)
+    seed_reach = disk(2 * config.detection.seed_reach_mm / source_px_mm + 1)
+    group_reach = disk(config.detection.max_speck_gap_mm / source_px_mm + 1)
     sigma_src = max(0.1 / source_px_mm, 0.7)
     reach_px = 2 * 0.5 / source_px_mm + 1
     next_label = 1
@@ -460,13 +470,19 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         mask = _half_maximum_basins(smooth, region, allowed & ~region,
                                     config.detection.edge_fraction)
         parts_count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-        touching = np.unique(parts[core & mask])
+        seeded = cv2.dilate(((_crop_to_source(seed_map, *window, size) > 0) & core).astype(np.uint8),
+                            seed_reach) > 0
+        touching = np.unique(parts[seeded & mask])
         mask = _fill_holes(np.isin(parts, touching[touching > 0]))
         target = labels[sr0:sr1, sc0:sc1]
         mask &= target == 0
-        if mask.any():
-            target[mask] = next_label
-            next_label += 1
+        groups_count, groups = cv2.connectedComponents(
+            (cv2.dilate(mask.astype(np.uint8), group_reach) > 0).astype(np.uint8), connectivity=8)
+        for group in range(1, groups_count):
+            members = mask & (groups == group)
+            if members.any():
+                target[members] = next_label
+                next_label += 1
     return labels
 
 

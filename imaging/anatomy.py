@@ -215,7 +215,7 @@ def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bon
     out from the tissue around it by a good part of the film's bone contrast, touching the
     kept bone along a small part of its outline at most (more is a fringe along a bone
     edge), with trabecular texture, which the smooth lumps and clouds of calcinosis lack,
-    and not domed like a lump (`_domed`). Returns the pieces to add, on the analysis grid.
+    and not domed like a lump (`_domed`, `small_bone_max_dome_ratio`). Returns the pieces to add, on the analysis grid.
     """
     result = np.zeros_like(bone)
     # Fringes along every refined outline are thin: an opening leaves the compact pieces;
@@ -263,7 +263,8 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
         if (not min_area <= size <= max_area
                 or _elongation(piece) > config.small_bone_max_elongation
                 or _solidity(piece) < 0.85
-                or _domed(_whole_lump(piece, lost_piece, ex, peak), ex, config.dome_ratio)):
+                or _domed(_whole_lump(piece, lost_piece, ex, peak), ex,
+                          config.small_bone_max_dome_ratio)):
             continue
         ring = ((cv2.dilate(piece.astype(np.uint8), ring_disk) > 0) & ~piece & ~coarse_bone[box]
                 & ~bone[box])

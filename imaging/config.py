@@ -90,9 +90,13 @@ class AnatomyConfig:
     small_bone_max_contact: float = 0.4
     """...touches the rest of the bone along at most this fraction of its outline (more is a
     fringe along a bone edge)..."""
-    dome_ratio: float = 1.3
+    dome_ratio: float = 1.1
     """A small island of the bone core whose centre is this many times denser than its edge
     is a domed lump of calcium, not a bone (see `imaging.anatomy._domed_islands`)."""
+    small_bone_max_dome_ratio: float = 1.3
+    """A piece the bone outline lost is given back as a small bone only when less domed than
+    this: a small bone of the real hand film reaches `dome_ratio`, and its texture test
+    decides for it."""
     small_bone_max_elongation: float = 1.8
     """...and is round to oval: its long axis at most this many times its short one."""
 

@@ -275,9 +275,10 @@ def test_a_calcium_lump_is_domed_and_a_small_bone_is_not():
     lump = np.where(inside, np.sqrt(np.clip(1 - r ** 2, 0, 1)), 0.0)
     shell = np.where(inside, lump - 0.85 * np.sqrt(np.clip(1 - (r / 0.85) ** 2, 0, 1)), 0.0)
     bone = shell + 0.3 * lump                                    # cortex and trabeculae
-    ratio = AnalysisConfig().anatomy.dome_ratio
-    assert _domed(inside, lump, ratio)
-    assert not _domed(inside, bone, ratio)
+    anatomy = AnalysisConfig().anatomy
+    for ratio in (anatomy.dome_ratio, anatomy.small_bone_max_dome_ratio):
+        assert _domed(inside, lump, ratio)
+        assert not _domed(inside, bone, ratio)
 
 
 def test_a_small_textured_bone_is_given_back_to_the_bone_mask_and_a_smooth_lump_is_not():
@@ -358,3 +359,35 @@ def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stone
     assert not kept(dataclasses.replace(faint, relative_density=0.08))
     assert kept(dataclasses.replace(faint, relative_density=0.2, rim_cnr=3.5,
                                     rim_contrast=0.7 * stone.mean_contrast))
+
+
+def test_outline_keeps_specks_near_the_seed_and_splits_distant_ones():
+    """A faint deposit's candidate, grown at coarse scales, also holds noise specks: only the
+    specks near where it reaches the seed level are outlined, and specks farther apart than
+    `max_speck_gap_mm` are separate deposits, closer ones (a cluster) one."""
+    from imaging.anatomy import Anatomy
+    from imaging.deposits import outline_in_source_grid
+    from imaging.preprocess import AnalysisGrid
+
+    shape, spacing = (160, 160), 0.1                      # 16 x 16 mm, one grid for both
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+
+    def speck(row, col, radius=4):
+        return 60.0 * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * (radius / 2) ** 2))
+
+    pixels = (100 + speck(40, 40) + speck(40, 50) + speck(40, 100) + speck(120, 120)
+              ).astype(np.float32)
+    radiograph = Radiograph(pixels, (spacing, spacing), SpacingSource.PIXEL_SPACING, "synthetic")
+    grid = AnalysisGrid(pixels, spacing, shape, (spacing, spacing), False)
+    everywhere = np.ones(shape, bool)
+    anatomy = Anatomy(everywhere, ~everywhere, ~everywhere, 100.0, None)
+    candidates = np.zeros(shape, np.int32)
+    candidates[20:140, 20:140] = 1                        # one wide candidate holds them all
+    significance = np.zeros(shape, np.float32)
+    significance[35:46, 35:56] = 10.0                     # seeded: the pair 1 mm apart...
+    significance[35:46, 95:106] = 10.0                    # ...and a speck 5 mm beside it
+    labels = outline_in_source_grid(radiograph, grid, anatomy, np.full(shape, 100.0, np.float32),
+                                    significance, candidates, AnalysisConfig())
+    assert labels.max() == 2
+    assert labels[40, 40] == labels[40, 50] != labels[40, 100]
+    assert labels[40, 100] > 0 and labels[120, 120] == 0  # the unseeded speck is not outlined

@@ -215,7 +215,8 @@ def _small_bones_and_bone_ends(values: np.ndarray, floor: np.ndarray, coarse_bon
     out from the tissue around it by a good part of the film's bone contrast, touching the
     kept bone along a small part of its outline at most (more is a fringe along a bone
     edge), with trabecular texture, which the smooth lumps and clouds of calcinosis lack,
-    and not domed like a lump (`_domed`, `small_bone_max_dome_ratio`). Returns the pieces to add, on the analysis grid.
+    and not domed like a lump (`_domed`, `small_bone_max_dome_ratio`). Returns the pieces to
+    add, on the analysis grid.
     """
     result = np.zeros_like(bone)
     # Fringes along every refined outline are thin: an opening leaves the compact pieces;

@@ -469,17 +469,21 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
         mask = _half_maximum_basins(smooth, region, allowed & ~region,
                                     config.detection.edge_fraction)
-        parts_count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-        seeded = cv2.dilate(((_crop_to_source(seed_map, *window, size) > 0) & core).astype(np.uint8),
-                            seed_reach) > 0
+        _, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        seeds = (_crop_to_source(seed_map, *window, size) > 0) & core
+        seeded = cv2.dilate(seeds.astype(np.uint8), seed_reach) > 0
         touching = np.unique(parts[seeded & mask])
-        mask = _fill_holes(np.isin(parts, touching[touching > 0]))
+        touching = touching[touching > 0]
+        mask = _fill_holes(np.isin(parts, touching))
         target = labels[sr0:sr1, sc0:sc1]
         mask &= target == 0
-        groups_count, groups = cv2.connectedComponents(
-            (cv2.dilate(mask.astype(np.uint8), group_reach) > 0).astype(np.uint8), connectivity=8)
-        for group in range(1, groups_count):
-            members = mask & (groups == group)
+        deposits = [mask]
+        if len(touching) > 1:
+            count, groups = cv2.connectedComponents(
+                (cv2.dilate(mask.astype(np.uint8), group_reach) > 0).astype(np.uint8),
+                connectivity=8)
+            deposits = [mask & (groups == group) for group in range(1, count)]
+        for members in deposits:
             if members.any():
                 target[members] = next_label
                 next_label += 1

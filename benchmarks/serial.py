@@ -40,6 +40,7 @@ from imaging.config import AnalysisConfig
 from imaging.deposits import find_deposits
 from imaging.files import atomic_output
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
+from imaging.preprocess import robust_sd
 from imaging.register import ComparisonRefused, RegistrationConfig, register_films
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "serial.json"
@@ -207,14 +208,9 @@ def summarise(pairs, repeats) -> dict:
         "sdd_relative": 1.96 * float(np.std(relative, ddof=1)) if len(relative) > 1 else None,
         "sdd_absolute_mm2": 1.96 * float(np.std(absolute, ddof=1)) if len(absolute) > 1 else None,
         # robust to the odd film where the detector fails outright (MAD x 1.4826 for the SD)
-        "sdd_relative_robust": 1.96 * _robust_sd(relative) if len(relative) > 1 else None,
-        "sdd_absolute_mm2_robust": 1.96 * _robust_sd(absolute) if len(absolute) > 1 else None,
+        "sdd_relative_robust": 1.96 * robust_sd(relative) if len(relative) > 1 else None,
+        "sdd_absolute_mm2_robust": 1.96 * robust_sd(absolute) if len(absolute) > 1 else None,
     }
-
-
-def _robust_sd(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def main(argv=None) -> int:

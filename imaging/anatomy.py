@@ -15,7 +15,7 @@ import numpy as np
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from .config import AnatomyConfig
-from .preprocess import AnalysisGrid, smooth_background
+from .preprocess import AnalysisGrid, robust_sd, smooth_background
 
 #: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
 COARSE_SPACING_MM = 0.8
@@ -309,9 +309,8 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def _robust_sd(sample: np.ndarray) -> float:
-    if sample.size < 10:
-        return 0.0
-    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    """`robust_sd`, or 0 for fewer than 10 values."""
+    return robust_sd(sample) if sample.size >= 10 else 0.0
 
 
 def _elongation(mask: np.ndarray) -> float:
@@ -472,7 +471,7 @@ def _tissue_mask(values: np.ndarray, exposed: np.ndarray, air_sigma_px: tuple[fl
         excess = values - smooth_background(values, air, sigma)
         below = excess[air]
         center = float(np.median(below))
-        spread = max(1.4826 * float(np.median(np.abs(below - center))), 1e-6)
+        spread = max(robust_sd(below), 1e-6)
         air = exposed & (excess < center + keep * spread)
     above = excess[exposed & (excess > center + 6.0 * spread)]
     if above.size == 0:

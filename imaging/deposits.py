@@ -32,6 +32,7 @@ from .preprocess import (
     AnalysisGrid,
     blur,
     local_spread,
+    robust_sd,
     smooth_background,
     to_analysis_grid,
 )
@@ -504,7 +505,7 @@ def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.nda
     if not region.any():
         return region
     reference = smooth[outside] if outside.sum() >= 30 else smooth[region]
-    floor = max(3.0 * 1.4826 * float(np.median(np.abs(reference - np.median(reference)))), 1e-6)
+    floor = max(3.0 * robust_sd(reference), 1e-6)
     # Only the region's bounding box (and a one-pixel frame at the region's minimum, as
     # everywhere outside it) matters: work there.
     result = np.zeros_like(region)

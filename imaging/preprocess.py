@@ -16,12 +16,22 @@ import numpy as np
 from .config import GridConfig
 from .radiograph import Radiograph
 
+#: A Gaussian's standard deviation per median absolute deviation.
+MAD_TO_SD = 1.4826
+
+
+def robust_sd(sample) -> float:
+    """Standard deviation estimated robustly: 1.4826 x the median absolute deviation."""
+    sample = np.asarray(sample)
+    return MAD_TO_SD * float(np.median(np.abs(sample - np.median(sample))))
+
+
 def _mad_to_noise_sigma() -> float:
     # The residual from a 2-pixel Gaussian smoothing keeps (1 - 2 w0 + sum w^2) of white
     # noise's variance; a median absolute value times 1.4826 is a Gaussian's std.
     kernel = cv2.getGaussianKernel(17, 2.0) @ cv2.getGaussianKernel(17, 2.0).T
     kept = 1.0 - 2.0 * kernel.max() + float((kernel ** 2).sum())
-    return 1.4826 / float(np.sqrt(kept))
+    return MAD_TO_SD / float(np.sqrt(kept))
 
 
 #: Median absolute residual (from a 2-pixel smoothing) to noise standard deviation.
@@ -145,13 +155,13 @@ def _tile_location_and_spread(values: np.ndarray, mask: np.ndarray, tile_px: int
         sample = blocks[enough]
         middle = _median_of_finite(sample, counts[enough])
         center[enough] = middle
-        spread[enough] = 1.4826 * _median_of_finite(np.abs(sample - middle[:, None]),
+        spread[enough] = MAD_TO_SD * _median_of_finite(np.abs(sample - middle[:, None]),
                                                     counts[enough])
     known = np.isfinite(spread) & (spread > 0)
     if not known.any():
         inside = values[mask] if mask.any() else values.ravel()
         middle = float(np.median(inside))
-        return middle, max(1.4826 * float(np.median(np.abs(inside - middle))), 1e-6)
+        return middle, max(robust_sd(inside), 1e-6)
     center[~known] = np.median(center[known])
     spread[~known] = np.median(spread[known])
     return center, spread

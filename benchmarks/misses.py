@@ -32,7 +32,7 @@ def classify_film(film, findings):
     grid, anatomy = findings.grid, findings.anatomy
 
     def source(mask):
-        return grid.to_source(mask.astype(np.uint8)) > 0
+        return grid.mask_to_source(mask)
 
     body, bone = source(anatomy.body), source(anatomy.bone)
     excluded, searched = source(anatomy.excluded), source(search_region(grid, anatomy))

@@ -48,7 +48,7 @@ def truth_findings(film, findings: DepositFindings, config: AnalysisConfig) -> D
     deposits = measure_deposits(
         film.radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
         grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
-        soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0)
+        soft_tissue=grid.mask_to_source(anatomy.soft_tissue))
     return DepositFindings(labels, deposits, anatomy, grid)
 
 

@@ -32,6 +32,10 @@ SKIN_RIM_MM = 1.5
 SKIN_LAYER_MM = 4.0
 #: ...and at least this far (mm) from anything bright on the small (bone-marker) scale.
 SKIN_LAYER_CLEARANCE_MM = 1.5
+#: Dark strips narrower than this (mm) along the film's edges are plate borders, not a shutter.
+SHUTTER_MIN_WIDTH_MM = 10.0
+#: The blur of a shutter's edge (mm), where the glow level is not measured.
+SHUTTER_EDGE_BLUR_MM = 1.6
 #: Openings (mm) that leave the compact pieces of bone the refined outline lost, widest first.
 SMALL_BONE_OPENINGS_MM = (1.5, 1.0)
 #: The bone outline is refined within this many coarse pixels of its coarse outline (the
@@ -101,7 +105,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bright, dark = _shutter_regions(coarse)
     unexposed = cv2.dilate(bright.astype(np.uint8),
                            disk(2 * config.collimator_margin_mm / coarse_mm + 1)).astype(bool)
-    tissue = _tissue_mask(_without_shutter_glow(coarse, dark, ~unexposed & ~dark), ~unexposed,
+    tissue = _tissue_mask(_without_shutter_glow(coarse, dark, ~unexposed & ~dark, coarse_mm),
+                          ~unexposed,
                           (AIR_SURFACE_MM / coarse_mm, AIR_SURFACE_FINE_MM / coarse_mm),
                           SKIN_RIM_MM / coarse_mm, classes=3 if has_bone else 2) & ~dark
     body = _body_mask(tissue, config.body_min_width_mm / coarse_mm,
@@ -176,7 +181,7 @@ def _domed_islands(core: np.ndarray, excess: np.ndarray, spacing_mm: float,
     a third of its half width leaves) exceeds its edge band by `dome_ratio` is a lump.
     """
     result = np.zeros_like(core)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
     max_area = config.small_bone_max_area_mm2 / spacing_mm ** 2
     for label in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] <= max_area):
         if label == 0:
@@ -404,7 +409,7 @@ def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _without_shutter_glow(values: np.ndarray, shutter: np.ndarray, exposed: np.ndarray,
-                          air_quantile: float = 10.0) -> np.ndarray:
+                          spacing_mm: float, air_quantile: float = 10.0) -> np.ndarray:
     """The film with the glow beside an electronic shutter removed.
 
     Scatter from the exposed field raises the air beside a shutter's edge, falling off with
@@ -413,7 +418,8 @@ def _without_shutter_glow(values: np.ndarray, shutter: np.ndarray, exposed: np.n
     level far from the edge, is taken off. Films without a shutter are returned unchanged.
     """
     # Thin dark strips along the film's edges (plate borders) cast no glow.
-    shutter = cv2.morphologyEx(shutter.astype(np.uint8), cv2.MORPH_OPEN, disk(13)) > 0
+    shutter = cv2.morphologyEx(shutter.astype(np.uint8), cv2.MORPH_OPEN,
+                               disk(SHUTTER_MIN_WIDTH_MM / spacing_mm)) > 0
     if not shutter.any() or exposed.sum() < 100:
         return values
     distance = cv2.distanceTransform((~shutter).astype(np.uint8), cv2.DIST_L2, 5)
@@ -432,7 +438,7 @@ def _without_shutter_glow(values: np.ndarray, shutter: np.ndarray, exposed: np.n
     # The glow only falls with the distance (tissue far from the edge may be the darkest
     # tenth somewhere: it must not raise the level there); the first pixels hold the
     # shutter's blurred edge.
-    edge = min(2, levels.size - 1)
+    edge = min(int(round(SHUTTER_EDGE_BLUR_MM / spacing_mm)), levels.size - 1)
     levels[:edge] = levels[edge]
     levels = np.minimum.accumulate(levels)
     glow = (levels - levels[-1]).astype(np.float32)

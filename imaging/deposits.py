@@ -103,9 +103,8 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     deposits = clock("measures", measure_deposits, radiograph.pixels, labels,
                      grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
                      calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
-                     soft_tissue=grid.to_source(anatomy.soft_tissue.astype(np.uint8)) > 0,
-                     bone=grid.to_source(anatomy.bone.astype(np.uint8)) > 0,
-                     body=grid.to_source(anatomy.body.astype(np.uint8)) > 0)
+                     soft_tissue=grid.mask_to_source(anatomy.soft_tissue),
+                     bone=grid.mask_to_source(anatomy.bone), body=grid.mask_to_source(anatomy.body))
     labels, deposits = clock("selection", select_deposits, labels, deposits, config.detection,
                              pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
     return DepositFindings(labels, deposits, anatomy, grid)
@@ -150,14 +149,13 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The rim and density tests of `select_deposits`: stricter rim tests and a size limit
     for a deposit fainter than `min_relative_density` (down to `faint_min_relative_density`),
     a lower rim CNR for a large one (`large_*`)."""
-    density = deposit.relative_density
+    density, area_mm2 = deposit.relative_density, _area_mm2(deposit, pixel_area_mm2)
     if density is None or density >= detection.min_relative_density:
         rim_cnr, rim_fraction = detection.min_rim_cnr, detection.min_rim_fraction
-        if (pixel_area_mm2 is not None
-                and deposit.area_px * pixel_area_mm2 >= detection.large_min_area_mm2):
+        if area_mm2 is not None and area_mm2 >= detection.large_min_area_mm2:
             rim_cnr = detection.large_min_rim_cnr
-    elif (density >= detection.faint_min_relative_density and pixel_area_mm2 is not None
-          and deposit.area_px * pixel_area_mm2 <= detection.faint_max_area_mm2):
+    elif (density >= detection.faint_min_relative_density and area_mm2 is not None
+          and area_mm2 <= detection.faint_max_area_mm2):
         rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
     else:
         return False
@@ -165,13 +163,18 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
 
 
+def _area_mm2(deposit, pixel_area_mm2: float | None) -> float | None:
+    """A deposit's area from the source pixel area (nominal on uncalibrated films), if known."""
+    return None if pixel_area_mm2 is None else deposit.area_px * pixel_area_mm2
+
+
 def _along_bone_edge(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The bone-contact test of `select_deposits`: the stricter `sliver_max_bone_contact`
     for deposits smaller than `sliver_max_area_mm2` (known only with the source pixel area)."""
     if deposit.bone_contact is None:
         return False
-    small = (pixel_area_mm2 is not None
-             and deposit.area_px * pixel_area_mm2 < detection.sliver_max_area_mm2)
+    area_mm2 = _area_mm2(deposit, pixel_area_mm2)
+    small = area_mm2 is not None and area_mm2 < detection.sliver_max_area_mm2
     limit = detection.sliver_max_bone_contact if small else detection.max_bone_contact
     return deposit.bone_contact > limit
 
@@ -480,9 +483,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         mask &= target == 0
         deposits = [mask]
         if len(touching) > 1:
-            count, groups = cv2.connectedComponents(
-                (cv2.dilate(mask.astype(np.uint8), group_reach) > 0).astype(np.uint8),
-                connectivity=8)
+            count, groups = cv2.connectedComponents(cv2.dilate(mask.astype(np.uint8), group_reach),
+                                                    connectivity=8)
             deposits = [mask & (groups == group) for group in range(1, count)]
         for members in deposits:
             if members.any():

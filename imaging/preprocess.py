@@ -82,6 +82,10 @@ class AnalysisGrid:
         rows, cols = self.source_shape
         return cv2.resize(image, (cols, rows), interpolation=interpolation)
 
+    def mask_to_source(self, mask: np.ndarray) -> np.ndarray:
+        """Resample an analysis-grid boolean mask onto the source pixel grid."""
+        return self.to_source(mask.astype(np.uint8)) > 0
+
 
 def source_spacing(radiograph: Radiograph, config: GridConfig) -> tuple[tuple[float, float], bool]:
     """Return the film's spacing, or the stated nominal one (and True) when it has none."""
@@ -156,7 +160,7 @@ def _tile_location_and_spread(values: np.ndarray, mask: np.ndarray, tile_px: int
         middle = _median_of_finite(sample, counts[enough])
         center[enough] = middle
         spread[enough] = MAD_TO_SD * _median_of_finite(np.abs(sample - middle[:, None]),
-                                                    counts[enough])
+                                                       counts[enough])
     known = np.isfinite(spread) & (spread > 0)
     if not known.any():
         inside = values[mask] if mask.any() else values.ravel()

@@ -46,7 +46,7 @@ def test_real_hand_regions_lie_on_their_fingers(radiographs):
     digits are looked for in air."""
     film = read_radiograph(radiographs / "hand_pa_cr_j2k_lossless.dcm")
     findings = find_deposits(film)
-    body = findings.grid.to_source(findings.anatomy.body.astype(np.uint8)) > 0
+    body = findings.grid.mask_to_source(findings.anatomy.body)
     below_shutter = slice(300, 420)                       # 2-16 mm below the shutter's edge
     assert body[below_shutter].mean() < 0.01
     regions = region_map(film, findings)

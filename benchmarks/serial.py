@@ -21,7 +21,7 @@ pair is its detected area ratio over its true area ratio, minus 1. The smallest 
 difference (Bland-Altman repeatability coefficient) is SDD = 1.96 x SD of that error
 (relative), and 1.96 x SD of the absolute area error (mm²); the robust versions (SD from the
 median absolute deviation, so that one film where the detector fails outright does not set
-the constant) give the defaults of `imaging.compare.RepeatabilityConfig`.
+the constant) give the defaults of `imaging.config.RepeatabilityConfig`.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.compare import CompareConfig, FilmDeposits, compare_burden, match_deposits
+from imaging.compare import FilmDeposits, compare_burden, match_deposits
 from imaging.config import AnalysisConfig
 from imaging.deposits import find_deposits
 from imaging.files import atomic_output
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
 from imaging.preprocess import robust_sd
-from imaging.register import ComparisonRefused, RegistrationConfig, register_films
+from imaging.register import ComparisonRefused, register_films
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "serial.json"
 ANATOMIES = ("hand", "forearm", "lower_leg")
@@ -91,22 +91,21 @@ def landmark_errors(series, registration, b: int, f: int) -> tuple[float, float]
     return (float(error[seen].max()) if seen.any() else math.nan), float(error.max())
 
 
-def compare(base, follow, b_dep, f_dep, registration, config: CompareConfig) -> dict:
+def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig) -> dict:
     warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),
                              followup_area_factor=registration.pixel_area_ratio,
-                             config=config.match)
+                             config=config.compare.match)
     whole = compare_burden(b_dep, f_dep, matches,
-                           followup_area_factor=registration.pixel_area_ratio, config=config)[0]
+                           followup_area_factor=registration.pixel_area_ratio,
+                           config=config.compare)[0]
     return {"category": whole.category, "baseline_mm2": whole.baseline_area_mm2,
             "followup_mm2": whole.followup_area_mm2, "change_pct": whole.change_pct,
             "n_matched": whole.n_matched, "n_new": whole.n_new, "n_resolved": whole.n_resolved}
 
 
-def run_series(n_series: int, seed: int, config: AnalysisConfig,
-               registration_config: RegistrationConfig, compare_config: CompareConfig,
-               report=print) -> list[dict]:
+def run_series(n_series: int, seed: int, config: AnalysisConfig, report=print) -> list[dict]:
     pairs = []
     for i in range(n_series):
         spec = SeriesSpec(ANATOMIES[i % len(ANATOMIES)], seed=seed * 1000 + i,
@@ -123,8 +122,7 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig,
                       "true_rotation_deg": follow.pose.rotation_deg - base.pose.rotation_deg}
             start = time.perf_counter()
             try:
-                registration = register_films(base.radiograph, follow.radiograph,
-                                              registration_config,
+                registration = register_films(base.radiograph, follow.radiograph, config,
                                               baseline_deposits=pipeline[b].labels,
                                               followup_deposits=pipeline[f].labels)
             except ComparisonRefused as exc:
@@ -138,9 +136,9 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig,
                           correlation=registration.correlation,
                           bone_dice=registration.bone_dice,
                           pipeline=compare(base, follow, pipeline[b], pipeline[f], registration,
-                                           compare_config),
+                                           config),
                           oracle=compare(base, follow, oracle(base), oracle(follow),
-                                         registration, compare_config))
+                                         registration, config))
             pairs.append(record)
             report(f"{spec.anatomy:<9} seed {spec.seed} {b + 1}->{f + 1} {change.declared:<11} "
                    f"truth {change.category:<11} pipeline {record['pipeline']['category']:<11} "
@@ -150,8 +148,7 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig,
     return pairs
 
 
-def run_repeats(n_repeats: int, seed: int, config: AnalysisConfig,
-                registration_config: RegistrationConfig, report=print) -> list[dict]:
+def run_repeats(n_repeats: int, seed: int, config: AnalysisConfig, report=print) -> list[dict]:
     """Stable pairs: the same deposits re-acquired (new position, dose and noise)."""
     repeats = []
     for i in range(n_repeats):
@@ -222,8 +219,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     config = AnalysisConfig()
     start = time.perf_counter()
-    pairs = run_series(args.n_series, args.seed, config, RegistrationConfig(), CompareConfig())
-    repeats = run_repeats(args.n_repeats, args.seed, config, RegistrationConfig())
+    pairs = run_series(args.n_series, args.seed, config)
+    repeats = run_repeats(args.n_repeats, args.seed, config)
     summary = summarise(pairs, repeats)
     summary["seconds"] = time.perf_counter() - start
     print()

@@ -17,6 +17,10 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 from .config import AnatomyConfig
 from .preprocess import AnalysisGrid, robust_sd, smooth_background
 
+#: Body parts (DICOM Body Part Examined) filmed at the hand/forearm bone scale...
+HAND_SCALE_PARTS = frozenset({"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"})
+#: ...and those without bone, where no bone mask is sought (mammograms).
+BONELESS_PARTS = frozenset({"BREAST"})
 #: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
 COARSE_SPACING_MM = 0.8
 #: Cortex corners that an opening rounds off are given back up to this distance (mm).
@@ -82,19 +86,30 @@ def disk(diameter_px: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool = False,
-                 has_bone: bool = True) -> Anatomy:
+def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
+    """Widest bone expected across its shaft on a film of this body part (mm).
+
+    Hand and forearm films, mammograms and films that do not name their body part use
+    `bone_scale_mm`; large limbs, hip, chest and the rest `bone_scale_limb_mm`.
+    """
+    part = (body_part or "").upper()
+    small = not part or part in HAND_SCALE_PARTS | BONELESS_PARTS
+    return config.bone_scale_mm if small else config.bone_scale_limb_mm
+
+
+def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
+                 body_part: str | None = None) -> Anatomy:
     """Segment body, bone and non-anatomical objects of a film on its analysis grid.
 
     Parameters
     ----------
     grid : AnalysisGrid
     config : AnatomyConfig
-    limb_scale : bool
-        Use the bone scale of large limbs (leg, hip, chest) instead of hand/forearm.
-    has_bone : bool
-        False for films without bone (mammograms): no bone mask is sought.
+    body_part : str, optional
+        The film's DICOM Body Part Examined: sets the bone scale (`bone_scale_mm`); no bone
+        mask is sought on films of `BONELESS_PARTS`.
     """
+    has_bone = (body_part or "").upper() not in BONELESS_PARTS
     values = grid.values
     factor = max(1, int(round(COARSE_SPACING_MM / grid.spacing_mm)))
     coarse_mm = grid.spacing_mm * factor
@@ -117,7 +132,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig, *, limb_scale: bool 
     bone_level = None
     soft = body
     if has_bone:
-        scale_mm = config.bone_scale_limb_mm if limb_scale else config.bone_scale_mm
+        scale_mm = bone_scale_mm(config, body_part)
         excess = _excess_over_soft_tissue(coarse, body, scale_mm / coarse_mm)
         bone_level = _bone_level(excess[body])
         soft = body & (excess < 0.25 * bone_level)

@@ -33,6 +33,9 @@ registration's scale (`Registration.pixel_area_ratio`), and the mm² columns sta
 Response (`response_category`) from baseline to the latest film: ``complete`` (every
 deposit resolved, none new), ``partial`` (improvement, not complete), ``progression``, or
 ``none``.
+
+The parameters (`MatchConfig`, `RepeatabilityConfig`) are the ``compare`` section of
+`imaging.config.AnalysisConfig`.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from skimage.segmentation import expand_labels
 
-from .evaluation import CHANGE_THRESHOLD, MIN_OVERLAP, change_category
+from .config import CompareConfig, MatchConfig
+from .evaluation import CHANGE_THRESHOLD, change_category
 from .regions import WHOLE_FILM
 
 #: Region name of the whole-film rows.
@@ -71,65 +75,6 @@ class Response(enum.StrEnum):
     PARTIAL = "partial"
     NONE = "none"
     PROGRESSION = "progression"
-
-
-@dataclass(frozen=True)
-class MatchConfig:
-    """Matching deposits between two registered films."""
-
-    tolerance_mm: float = 1.0
-    """Deposits are grown by this much before overlapping (registration error, outline
-    jitter); the serial benchmark measures registration errors well below it."""
-    min_overlap: float = MIN_OVERLAP
-    """Linked when the overlap is at least this fraction of the other deposit's area."""
-    change_pct: float = 100 * CHANGE_THRESHOLD
-    """A matched group grew or shrank when its area changed by more than this (%)..."""
-    min_change_mm2: float = 0.5
-    """...and by more than this (mm², calibrated films only)."""
-
-
-@dataclass(frozen=True)
-class RepeatabilityConfig:
-    """The pipeline's smallest detectable difference (SDD) of a film's deposit area.
-
-    Provenance: ``python benchmarks/serial.py`` (``--n-repeats 12``, seed 0) analyses 12
-    phantom films (hand, forearm, lower leg) re-acquired with a new position (up to ±10°,
-    10 mm), dose (0.6-1.6x) and noise, deposits unchanged but for the ±2 % drift the truth
-    records, and takes the Bland-Altman repeatability coefficient SDD = 1.96 x SD of the
-    pair error, the SD estimated robustly (1.4826 x MAD). Measured 2026-11-27 with the
-    detector of commit 1ef0959 and later: 0.99 relative, 5.2 mm² absolute (plain SDs give
-    1.29 and 30.3 mm², driven by films where the detector missed part of the burden on one
-    of the two films; 5 of 11 re-acquisitions were within ±10 %), rounded up below. (The
-    detector before the session's fixes gave 0.55 and 29.5 mm²: fewer false deposits on
-    lower legs made small burdens repeatable and left the films with missed deposits to
-    set the relative figure.) With the detector of commit aae5c4b, 7 of 11 are within
-    ±10 % and the robust figures fall to 0.14 and 3.6 mm², but the other 4 are off by
-    36-184 % (plain SDs 1.26 and 26.6 mm²): a third of the films is too many outliers for
-    the robust SD to stand for the pipeline, so the values below stay.
-    These are the current detector's figures, not a property of the method: measure again
-    whenever the detector changes (``benchmarks/results/serial.json``).
-    """
-
-    relative_sdd: float = 1.0
-    """SDD as a fraction of the mean of the two areas."""
-    absolute_sdd_mm2: float = 5.5
-    """Floor of the SDD in mm² (small burdens)."""
-
-    def sdd(self, baseline: float, followup: float, *, calibrated: bool = True) -> float:
-        """Smallest detectable difference for these two areas (mm², or px if uncalibrated,
-        then without the mm² floor)."""
-        relative = self.relative_sdd * 0.5 * (baseline + followup)
-        return max(relative, self.absolute_sdd_mm2) if calibrated else relative
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """Everything the serial comparison needs besides the registration."""
-
-    match: MatchConfig = field(default_factory=MatchConfig)
-    repeatability: RepeatabilityConfig = field(default_factory=RepeatabilityConfig)
-    change_threshold: float = CHANGE_THRESHOLD
-    """Relative change of total area beyond which a follow-up is progression or improvement."""
 
 
 @dataclass(frozen=True, eq=False)

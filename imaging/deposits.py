@@ -42,10 +42,6 @@ from .radiograph import Radiograph
 BACKGROUND_SIGMA_MM = 5.0
 #: Soft tissue this close to bone (mm) holds the blur of the cortex edge: not searched.
 BONE_EDGE_MARGIN_MM = 0.4
-#: Body parts filmed at the hand scale of bones; breast films have no bone. Other named
-#: body parts use the bone scale of large limbs; unnamed ones the hand scale.
-_HAND_PARTS = {"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"}
-_BREAST_PARTS = {"BREAST"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,10 +85,8 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     config = config or AnalysisConfig()
     clock = _StageClock(timings)
     grid = clock("grid", to_analysis_grid, radiograph, config.grid)
-    part = (radiograph.metadata.body_part or "").upper()
     anatomy = clock("anatomy", find_anatomy, grid, config.anatomy,
-                    limb_scale=bool(part) and part not in _HAND_PARTS | _BREAST_PARTS,
-                    has_bone=part not in _BREAST_PARTS)
+                    radiograph.metadata.body_part)
     region = clock("significance", search_region, grid, anatomy)
     background, significance = clock("significance", contrast_to_noise, grid, anatomy, config,
                                      region=region)

@@ -7,8 +7,9 @@ can be matched, the follow-up is registered onto the baseline with a similarity 
 
 1. Metadata first (`check_same_anatomy`): a different pseudonymous patient, side, body part or
    view refuses the comparison before any pixel is looked at.
-2. Each film is resampled to a coarse grid in mm (`RegistrationConfig.spacing_mm`), and its
-   body, bone and non-anatomical regions are found (`imaging.anatomy.find_anatomy`).
+2. Each film is resampled to a coarse grid in mm (`RegistrationConfig.spacing_mm`, the
+   ``registration`` section of `imaging.config.AnalysisConfig`), and its body, bone and
+   non-anatomical regions are found (`imaging.anatomy.find_anatomy`, the ``anatomy`` section).
    The registration image is a band-pass of the film (bone edges and trabeculae stand out,
    the soft-tissue slope, the anode heel and the exposure level do not); the metric looks only
    at bone and the few mm around it, never at deposits (which change between visits), lead
@@ -42,14 +43,12 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.filters import threshold_otsu
 
-from .anatomy import disk, fill_small_holes, find_anatomy
-from .config import AnatomyConfig, GridConfig
+from .anatomy import bone_scale_mm, disk, fill_small_holes, find_anatomy
+from .config import AnalysisConfig, GridConfig, RegistrationConfig
 from .errors import CalcitrackError
 from .preprocess import to_analysis_grid
 from .radiograph import Radiograph
 
-#: Body parts filmed at hand scale (bone masks found with the hand bone scale).
-_HAND_SCALE_PARTS = {"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"}
 #: Metadata that must agree for two films to be compared, and how it is named in messages.
 IDENTITY_FIELDS = (("patient_key", "patient"), ("laterality", "side"),
                    ("body_part", "body part"), ("view_position", "view"))
@@ -65,65 +64,6 @@ class DifferentAnatomy(ComparisonRefused):
 
 class RegistrationFailed(ComparisonRefused):
     """The follow-up could not be aligned onto the baseline well enough to compare them."""
-
-
-@dataclass(frozen=True)
-class RegistrationConfig:
-    """Registering a follow-up film onto its baseline.
-
-    The quality minimums sit between what was measured on phantoms (`benchmarks/serial.py`,
-    `tests/test_register.py`): same-anatomy pairs (repositioned up to ±10°, 10 mm, dose
-    0.6-1.6x) scored correlation 0.81-0.99 and bone Dice 0.90-0.99 after alignment; a
-    mirrored hand (the other side, labelled as the same) 0.46 and 0.67; a forearm against
-    a hand needed an implausible scale (0.68). Phantom hands of *different* patients align
-    well (0.89, 0.92): another patient is refused by the patient key, not by the image.
-    """
-
-    spacing_mm: float = 0.4
-    """Grid of the finest registration level."""
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    """Multi-resolution levels, as multiples of `spacing_mm`."""
-    smoothing_mm: tuple[float, ...] = (1.6, 0.8, 0.0)
-    """Gaussian smoothing (sigma, mm) at each level."""
-    band_mm: tuple[float, float] = (0.5, 6.0)
-    """Band-pass of the registration image: difference of Gaussians with these sigmas."""
-    bone_margin_mm: float = 3.0
-    """The metric looks at bone and this much tissue around it."""
-    deposit_margin_mm: float = 1.5
-    """Deposits, grown by this much, are left out of the metric on both films."""
-    start_rotation_range_deg: float = 14.0
-    """Initial rotations tried: up to this much either way (then refined)."""
-    start_rotation_step_deg: float = 2.0
-    """...in steps of this size, each with the best shift by phase correlation."""
-    start_scales: tuple[float, ...] = (1.0,)
-    """Relative magnifications the refinement starts from (the best result is kept)."""
-    histogram_bins: int = 32
-    """Bins of the Mattes mutual information metric."""
-    iterations: int = 200
-    """Optimiser iterations per level."""
-    learning_rate: float = 0.5
-    """First step of the optimiser (about mm of shift); 1.0 let Mattes MI overshoot to a 9 %
-    magnification on a forearm."""
-    min_step: float = 1e-3
-    """The optimiser stops when its step falls below this (about mm of shift)."""
-    sampling_fraction: float = 0.5
-    """Fraction of the masked pixels the metric samples (a fixed random set)."""
-    min_correlation: float = 0.6
-    """Refuse below this correlation of the band-passed films over bone after alignment."""
-    min_bone_dice: float = 0.75
-    """Refuse below this overlap (Dice) of the two bone masks after alignment."""
-    max_rotation_deg: float = 30.0
-    """Refuse a larger rotation: the films were not taken in comparable positions."""
-    max_scale_change: float = 0.2
-    """Refuse a larger relative magnification change."""
-
-    def __post_init__(self):
-        if self.spacing_mm <= 0 or any(f < 1 for f in self.shrink_factors):
-            raise ValueError("spacing_mm must be positive and shrink factors >= 1")
-        if len(self.shrink_factors) != len(self.smoothing_mm):
-            raise ValueError("give one smoothing_mm per shrink factor")
-        if self.histogram_bins < 4 or not self.start_scales:
-            raise ValueError("histogram_bins must be >= 4 and start_scales not empty")
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +187,7 @@ def check_same_anatomy(baseline: Radiograph, followup: Radiograph) -> tuple[str,
 
 
 def register_films(baseline: Radiograph, followup: Radiograph,
-                   config: RegistrationConfig | None = None, *,
+                   config: AnalysisConfig | None = None, *,
                    baseline_deposits: np.ndarray | None = None,
                    followup_deposits: np.ndarray | None = None,
                    check_metadata: bool = True) -> Registration:
@@ -256,7 +196,8 @@ def register_films(baseline: Radiograph, followup: Radiograph,
     Parameters
     ----------
     baseline, followup : Radiograph
-    config : RegistrationConfig, optional
+    config : AnalysisConfig, optional
+        Its `registration` section, and its `anatomy` section for the bone masks.
     baseline_deposits, followup_deposits : ndarray, optional
         Deposit labels (or masks) in each film's source grid: left out of the metric.
     check_metadata : bool
@@ -273,7 +214,7 @@ def register_films(baseline: Radiograph, followup: Radiograph,
     RegistrationFailed
         No plausible alignment of sufficient quality was found.
     """
-    config = config or RegistrationConfig()
+    config = config or AnalysisConfig()
     if check_metadata:
         check_same_anatomy(baseline, followup)
     # ITK prints a warning for every candidate that leaves the films without overlap; those
@@ -286,13 +227,15 @@ def register_films(baseline: Radiograph, followup: Radiograph,
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
 
 
-def _register(baseline, followup, config, baseline_deposits, followup_deposits) -> Registration:
-    fixed = _prepare(baseline, baseline_deposits, config)
-    moving = _prepare(followup, followup_deposits, config)
+def _register(baseline, followup, analysis: AnalysisConfig, baseline_deposits,
+              followup_deposits) -> Registration:
+    config = analysis.registration
+    fixed = _prepare(baseline, baseline_deposits, analysis)
+    moving = _prepare(followup, followup_deposits, analysis)
     if not fixed.bone_array.any() or not moving.bone_array.any():
         # Both films on the same (own) bone mask, so that the masks' overlap stays comparable.
-        fixed = _prepare(baseline, baseline_deposits, config, own_bone=True)
-        moving = _prepare(followup, followup_deposits, config, own_bone=True)
+        fixed = _prepare(baseline, baseline_deposits, analysis, own_bone=True)
+        moving = _prepare(followup, followup_deposits, analysis, own_bone=True)
     if not fixed.bone_array.any() or not moving.bone_array.any():
         which = baseline if not fixed.bone_array.any() else followup
         raise RegistrationFailed(which.source_path, "no bone found to register on",
@@ -315,13 +258,12 @@ def _register(baseline, followup, config, baseline_deposits, followup_deposits) 
     return _checked(baseline, followup, fixed, moving, transform, config)
 
 
-def _prepare(radiograph: Radiograph, deposits: np.ndarray | None,
-             config: RegistrationConfig, own_bone: bool = False) -> _Prepared:
+def _prepare(radiograph: Radiograph, deposits: np.ndarray | None, analysis: AnalysisConfig,
+             own_bone: bool = False) -> _Prepared:
+    config, anatomy_config = analysis.registration, analysis.anatomy
+    body_part = radiograph.metadata.body_part
     grid = to_analysis_grid(radiograph, GridConfig(spacing_mm=config.spacing_mm))
-    part = (radiograph.metadata.body_part or "").upper()
-    limb_scale = bool(part) and part not in _HAND_SCALE_PARTS
-    anatomy_config = AnatomyConfig()
-    anatomy = find_anatomy(grid, anatomy_config, limb_scale=limb_scale)
+    anatomy = find_anatomy(grid, anatomy_config, body_part)
     values = grid.values
     low, high = (s / config.spacing_mm for s in config.band_mm)
     band = (cv2.GaussianBlur(values, (0, 0), low) - cv2.GaussianBlur(values, (0, 0), high))
@@ -333,9 +275,8 @@ def _prepare(radiograph: Radiograph, deposits: np.ndarray | None,
                            disk(2 * config.deposit_margin_mm / config.spacing_mm + 1)) > 0
         field &= ~grown
     if own_bone:
-        scale_mm = (anatomy_config.bone_scale_limb_mm if limb_scale
-                    else anatomy_config.bone_scale_mm)
-        bone = _bone_emphasis(values, field, config.spacing_mm, scale_mm,
+        bone = _bone_emphasis(values, field, config.spacing_mm,
+                              bone_scale_mm(anatomy_config, body_part),
                               anatomy_config.bone_min_area_mm2) & field
     else:
         bone = anatomy.bone & field

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -41,7 +41,6 @@ import numpy as np
 from imaging import CalcitrackError, read_radiograph
 from imaging.compare import (
     ALL_REGIONS,
-    CompareConfig,
     FilmDeposits,
     compare_burden,
     match_deposits,
@@ -51,7 +50,7 @@ from imaging.config import AnalysisConfig, load_config
 from imaging.export import Provenance, Status, write_csv
 from imaging.files import atomic_output
 from imaging.radiograph import Radiograph
-from imaging.register import RegistrationConfig, register_films
+from imaging.register import register_films
 
 from .analyze import add_batch_arguments, batch_options, run_guarded
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
@@ -86,14 +85,6 @@ MATCH_COLUMNS = (
 numbers the deposits that were matched together (a split or merge has several rows)."""
 
 SERIES_KEYS = ("patient_key", "laterality", "body_part", "view_position")
-
-
-@dataclass(frozen=True)
-class FollowupConfig:
-    """Registration and comparison parameters of the serial commands."""
-
-    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
-    compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,9 +168,8 @@ def analyse_films(paths, out_dir: str | os.PathLike, config: AnalysisConfig,
     return films, summary
 
 
-def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: AnalysisConfig,
-                 serial: FollowupConfig, *, reference: str = "baseline",
-                 radiographs: dict | None = None) -> PairOutcome:
+def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: AnalysisConfig, *,
+                 reference: str = "baseline", radiographs: dict | None = None) -> PairOutcome:
     """Register, match and compare two analysed films (writes nothing).
 
     A film that failed analysis, mismatching metadata or a failed registration give a
@@ -204,7 +194,7 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     try:
         b_rad = _radiograph(baseline, config, radiographs)
         f_rad = _radiograph(followup, config, radiographs)
-        registration = register_films(b_rad, f_rad, serial.registration,
+        registration = register_films(b_rad, f_rad, config,
                                       baseline_deposits=baseline.result.labels,
                                       followup_deposits=followup.result.labels)
     except CalcitrackError as exc:   # not the same anatomy, no alignment, unreadable film
@@ -215,9 +205,9 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),
-                             followup_area_factor=factor, config=serial.compare.match)
+                             followup_area_factor=factor, config=config.compare.match)
     changes = compare_burden(b_dep, f_dep, matches, followup_area_factor=factor,
-                             config=serial.compare)
+                             config=config.compare)
     reg = {"registration_rotation_deg": registration.rotation_deg,
            "registration_scale": registration.scale,
            "registration_shift_row_mm": registration.shift_mm[0],
@@ -229,7 +219,7 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
         b_area = change.baseline_area_mm2 if change.units == "mm2" else change.baseline_area_px
         f_area = b_area + change.change_area
         response = (response_category(b_area, f_area, change.followup_n_deposits,
-                                      serial.compare.change_threshold)
+                                      config.compare.change_threshold)
                     if reference == "baseline" else None)
         density_change = (None if change.baseline_density is None
                           or change.followup_density is None
@@ -312,8 +302,7 @@ def group_series(films) -> tuple[list[list[AnalysedFilm]], list[str]]:
     return series, notes
 
 
-def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
-               serial: FollowupConfig | None = None, *,
+def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                db_path: str | os.PathLike | None = None, notes=(), report=None
                ) -> SerialSummary:
     """Compare every series of analysed films; write changes, matches, plots, database rows.
@@ -322,7 +311,6 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
     ``matches.csv`` are rewritten (atomically) after every series and each comparison is
     committed as it is made, so an interrupted run keeps the comparisons done.
     """
-    serial = serial or FollowupConfig()
     out_dir = Path(out_dir)
     provenance = Provenance.of(config)
     outcomes = []
@@ -337,7 +325,7 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig,
         for films_of in series:
             radiographs = {}
             for baseline, followup, reference in series_pairs(films_of):
-                outcome = compare_pair(baseline, followup, config, serial, reference=reference,
+                outcome = compare_pair(baseline, followup, config, reference=reference,
                                        radiographs=radiographs)
                 outcomes.append(outcome)
                 keys = key(baseline), key(followup)

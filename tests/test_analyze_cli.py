@@ -178,16 +178,25 @@ def test_config_show_round_trips_through_load_config(tmp_path, capsys):
     shown = tmp_path / "shown.toml"
     shown.write_text(capsys.readouterr().out)
     assert load_config(shown) == AnalysisConfig()
+    # whole numbers stay whole: the hash of the shown defaults is the defaults' hash
+    assert load_config(shown).config_hash == AnalysisConfig().config_hash
 
     overrides = tmp_path / "overrides.toml"
     overrides.write_text("max_megapixels = 100\n[grid]\nspacing_mm = 0.25\n"
-                         "[detection]\nscales_mm = [2.0, 1.0]\n")
+                         "[detection]\nscales_mm = [2.0, 1.0]\n"
+                         "[registration]\nshrink_factors = [8, 2]\nsmoothing_mm = [3.2, 0]\n"
+                         "[compare.repeatability]\nrelative_sdd = 0.5\n")
     assert main(["config", "--show", "--config", str(overrides)]) == 0
     text = capsys.readouterr().out
     assert "spacing_mm = 0.25  # default: 0.2" in text
     shown.write_text(text)
-    assert load_config(shown) == load_config(overrides)
-    assert load_config(shown).config_hash != AnalysisConfig().config_hash
+    loaded = load_config(shown)
+    assert loaded == load_config(overrides)
+    assert loaded.config_hash != AnalysisConfig().config_hash
+    # resolution levels keep their order, coarsest first
+    assert loaded.registration.shrink_factors == (8, 2)
+    assert loaded.registration.smoothing_mm == (3.2, 0.0)
+    assert loaded.compare.repeatability.relative_sdd == 0.5
 
 
 def test_image_ids_are_sanitised_relative_paths_made_unique():

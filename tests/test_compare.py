@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imaging.compare import (CompareConfig, FilmDeposits, MatchStatus, RepeatabilityConfig,
-                             Response, compare_burden, match_deposits, response_category)
+from imaging.compare import (FilmDeposits, MatchStatus, Response, compare_burden, match_deposits,
+                             response_category)
+from imaging.config import CompareConfig, RepeatabilityConfig
 
 
 def _film(boxes, pixel_area_mm2=0.01, shape=(200, 200), regions=None):

@@ -10,13 +10,12 @@ import pytest
 
 from imaging.evaluation import change_category
 from imaging.phantom import SeriesSpec, make_series, write_series
-from imaging.register import RegistrationConfig
-from imaging.config import AnalysisConfig
+from imaging.config import AnalysisConfig, RegistrationConfig, load_config
 from pipelines import followup
 from pipelines.batch import Workers
 from pipelines.inputs import InputFile, image_ids
 
-FAST = followup.FollowupConfig(
+FAST = AnalysisConfig(
     registration=RegistrationConfig(start_scales=(1.0,), start_rotation_step_deg=4.0))
 
 
@@ -91,11 +90,10 @@ def test_track_two_films_finds_the_progression(series_files, tracked):
 @pytest.mark.slow
 def test_three_visits_against_baseline_and_previous(series_files, tmp_path):
     series, files = series_files
-    config = AnalysisConfig()
-    films, analysed = followup.analyse_films(files, tmp_path, config, workers=Workers(jobs=2))
+    films, analysed = followup.analyse_films(files, tmp_path, FAST, workers=Workers(jobs=2))
     assert analysed.n_ok == 3
     v1, v2, v3 = image_ids(files)
-    summary = followup.run_series([[films[v1], films[v2], films[v3]]], tmp_path, config, FAST)
+    summary = followup.run_series([[films[v1], films[v2], films[v3]]], tmp_path, FAST)
     assert (summary.n_compared, summary.n_refused) == (3, 0)
     whole = {(r["baseline_image_id"], r["followup_image_id"]): r
              for r in _rows(tmp_path / "changes.csv") if r["region"] == "all"}
@@ -121,6 +119,17 @@ def test_other_patient_is_refused(series_files, tmp_path):
     with sqlite3.connect(out / "calcitrack.sqlite") as db:
         stored = db.execute("SELECT region, status, reason, category FROM comparisons").fetchall()
     assert stored == [("all", "refused", row["reason"], None)]
+
+
+def test_track_takes_registration_settings_from_the_config(series_files, tmp_path):
+    _, files = series_files
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[registration]\nmin_correlation = 0.999\nstart_rotation_step_deg = 4.0\n")
+    out = tmp_path / "out"
+    assert _cli("track", files[0], files[1], "--out", out, "--config", strict) == 1
+    row, = _rows(out / "changes.csv")
+    assert row["status"] == "refused" and "minimum 0.999" in row["reason"]
+    assert row["config_hash"] == load_config(strict).config_hash != AnalysisConfig().config_hash
 
 
 def test_followup_groups_by_patient_and_orders_by_date(series_files, tmp_path):

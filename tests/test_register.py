@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from imaging.phantom import FilmGrid, PhantomSpec, Pose, build_anatomy, make_film
-from imaging.register import (DifferentAnatomy, RegistrationConfig, RegistrationFailed,
-                              check_same_anatomy, register_films)
+from imaging.config import AnalysisConfig, RegistrationConfig
+from imaging.register import (DifferentAnatomy, RegistrationFailed, check_same_anatomy,
+                              register_films)
 
 #: One start scale and coarser rotation steps: a few seconds per pair.
-FAST = RegistrationConfig(start_scales=(1.0,), start_rotation_step_deg=4.0)
+FAST = AnalysisConfig(registration=RegistrationConfig(start_scales=(1.0,),
+                                                      start_rotation_step_deg=4.0))
 
 
 def _film(**overrides):
@@ -127,8 +129,8 @@ def test_film_without_detected_body_registers_on_its_own_bone_mask(forearm_pair,
                    pose=Pose(8.0, (6.0, -5.0), 1.025))
     found = register.find_anatomy
 
-    def detector_finds_nothing_on_the_followup(grid, config, **kwargs):
-        anatomy = found(grid, config, **kwargs)
+    def detector_finds_nothing_on_the_followup(grid, config, *args):
+        anatomy = found(grid, config, *args)
         if tuple(grid.source_spacing_mm) == tuple(follow.radiograph.spacing_mm):
             empty = np.zeros_like(anatomy.body)
             return dataclasses.replace(anatomy, body=empty, bone=empty)

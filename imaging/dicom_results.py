@@ -13,6 +13,11 @@ PNG/TIFF have no DICOM identity to reference and raise `NotADicomSource`.
   the SEG. Uncalibrated films are reported in pixels: the areas and scores carry the UCUM
   unit ``{pixels}`` and the group's tracking identifier says "areas in pixels" — never mm²
   on a guessed spacing.
+
+Their UIDs are derived (`derived_uid`) from the source film's SOP Instance UID, the calcitrack
+version, the caller's `run_key` (the configuration hash) and the content itself: analysing a
+film again gives the same SEG and SR instances, which an archive then stores once, and any
+change to the result gives new ones.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+import hashlib
+import json
+import uuid
+
 from . import __version__
 from .errors import CalcitrackError
 
 MANUFACTURER = "calcitrack"
+#: Namespace of the name-based UUIDs behind calcitrack's derived UIDs.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:calcitrack:dicom-results")
 CALCINOSIS = CodedConcept("82650004", "SCT", "Calcinosis")
 ABNORMAL_STRUCTURE = CodedConcept("49755003", "SCT", "Morphologically abnormal structure")
 #: Private codes (99 prefix: a local coding scheme) for the scores that have no standard code.
@@ -59,9 +70,28 @@ def _check_source(source, labels: np.ndarray | None = None) -> Dataset:
     return source
 
 
+def derived_uid(source: Dataset, *parts) -> str:
+    """A UID that the same source film, calcitrack version and `parts` always give.
+
+    A name-based (SHA-1) UUID in the 2.25 form of DICOM PS3.5 B.2.
+
+    Examples
+    --------
+    >>> film = Dataset(); film.SOPInstanceUID = "1.2.3"
+    >>> derived_uid(film, "seg", "a") == derived_uid(film, "seg", "a") != derived_uid(film, "sr")
+    True
+    """
+    name = "\\".join([str(source.SOPInstanceUID), __version__, *(str(part) for part in parts)])
+    return _uid_from_name(name)
+
+
+def _uid_from_name(name: str) -> str:
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+
+
 def deposit_segmentation(source: Dataset, labels: np.ndarray, *, infos=None,
                          per_region: bool = False, series_number: int = 901,
-                         instance_number: int = 1) -> hd.seg.Segmentation:
+                         instance_number: int = 1, run_key: str = "") -> hd.seg.Segmentation:
     """A binary DICOM SEG of the deposits on the source film.
 
     Parameters
@@ -75,6 +105,9 @@ def deposit_segmentation(source: Dataset, labels: np.ndarray, *, infos=None,
     per_region : bool
         One segment per region holding deposits, instead of a single "Calcinosis" segment.
     series_number, instance_number : int
+    run_key : str
+        Identifies the analysis (its configuration hash); with the source and the labels it
+        derives the SEG's UIDs.
 
     Returns
     -------
@@ -105,12 +138,16 @@ def deposit_segmentation(source: Dataset, labels: np.ndarray, *, infos=None,
             anatomic_regions=_anatomy(source))
         for number, (label, _) in enumerate(groups, start=1)]
     pixels = np.stack([mask for _, mask in groups], axis=-1)[None].astype(np.uint8)
+    content = hashlib.sha256(np.ascontiguousarray(pixels).tobytes())
+    content.update(json.dumps([label for label, _ in groups]).encode())
+    identity = (run_key, content.hexdigest(), series_number, instance_number)
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(), series_number=series_number,
-        sop_instance_uid=hd.UID(), instance_number=instance_number,
+        series_instance_uid=derived_uid(source, "seg series", *identity),
+        series_number=series_number, sop_instance_uid=derived_uid(source, "seg", *identity),
+        instance_number=instance_number,
         manufacturer=MANUFACTURER, manufacturer_model_name="calcitrack",
         software_versions=__version__, device_serial_number="0",
         series_description="calcitrack deposits", omit_empty_frames=False)
@@ -136,7 +173,7 @@ def _anatomy(source: Dataset):
 
 
 def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Dataset | None = None,
-                       series_number: int = 902, instance_number: int = 1
+                       series_number: int = 902, instance_number: int = 1, run_key: str = ""
                        ) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 measurement report of the per-region burden.
 
@@ -150,6 +187,9 @@ def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Datas
         The SEG from `deposit_segmentation`: each group then references its region's
         segment (segment 1 when the SEG has a single one) instead of the source image.
     series_number, instance_number : int
+    run_key : str
+        Identifies the analysis (its configuration hash); with the source, the rows and the
+        SEG it derives the report's UIDs.
 
     Returns
     -------
@@ -163,6 +203,9 @@ def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Datas
     source_image = hd.sr.SourceImageForMeasurementGroup.from_source_image(source)
     area_unit = codes.UCUM.SquareMillimeter if calibrated else PIXELS
     suffix = "mm2" if calibrated else "px"
+    identity = (run_key, json.dumps(rows, sort_keys=True, default=str),
+                "" if segmentation is None else segmentation.SOPInstanceUID,
+                series_number, instance_number)
     groups = []
     for index, row in enumerate(rows, start=1):
         measurements = [hd.sr.Measurement(name=DEPOSIT_COUNT, value=float(row["n_deposits"]),
@@ -174,7 +217,8 @@ def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Datas
             if value is not None:
                 measurements.append(hd.sr.Measurement(name=code, value=float(value), unit=area_unit))
         label = f"region {row['region']}" + ("" if calibrated else " (areas in pixels)")
-        tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label[:64])
+        tracking = hd.sr.TrackingIdentifier(uid=derived_uid(source, "group", index, *identity),
+                                            identifier=label[:64])
         if segmentation is not None:
             # The deposits of this region are (part of) segment 1, or the region's segment.
             number = _segment_number(segmentation, row["region"])
@@ -193,13 +237,16 @@ def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Datas
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="calcitrack", manufacturer_name=MANUFACTURER))
+            uid=_uid_from_name("observer device"), name="calcitrack",
+            manufacturer_name=MANUFACTURER))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=CodedConcept("363680008", "SCT", "Radiographic imaging procedure"),
         imaging_measurements=groups)
     evidence = [source] + ([segmentation] if segmentation is not None else [])
     return hd.sr.Comprehensive3DSR(
-        evidence=evidence, content=report, series_instance_uid=hd.UID(),
-        series_number=series_number, sop_instance_uid=hd.UID(), instance_number=instance_number,
+        evidence=evidence, content=report,
+        series_instance_uid=derived_uid(source, "sr series", *identity),
+        series_number=series_number, sop_instance_uid=derived_uid(source, "sr", *identity),
+        instance_number=instance_number,
         manufacturer=MANUFACTURER, is_complete=True, series_description="calcitrack burden")

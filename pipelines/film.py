@@ -107,8 +107,10 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
                 notes.append("no DICOM SEG/SR: the film is not a DICOM file")
             else:
                 source_dataset = pydicom.dcmread(path, stop_before_pixels=True)
-                segmentation = deposit_segmentation(source_dataset, labels)
-                report = measurement_report(source_dataset, burden, segmentation=segmentation)
+                segmentation = deposit_segmentation(source_dataset, labels,
+                                                    run_key=provenance.config_hash)
+                report = measurement_report(source_dataset, burden, segmentation=segmentation,
+                                            run_key=provenance.config_hash)
     except CalcitrackError as exc:
         error = str(exc)
     except MemoryError:

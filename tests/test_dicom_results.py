@@ -77,6 +77,25 @@ def test_sr_round_trip(analysed):
     assert {source.SOPInstanceUID, seg.SOPInstanceUID} <= evidence
 
 
+def test_the_same_analysis_gives_the_same_instances(analysed):
+    """Derived UIDs: a rerun does not make a second SEG/SR in the archive; any change does."""
+    source, _, findings, _, rows, _ = analysed
+    seg, again = (deposit_segmentation(source, findings.labels, run_key="abc") for _ in range(2))
+    assert (seg.SOPInstanceUID, seg.SeriesInstanceUID) == (again.SOPInstanceUID,
+                                                           again.SeriesInstanceUID)
+    fewer = np.where(findings.labels == 1, 0, findings.labels)
+    for other in (deposit_segmentation(source, findings.labels, run_key="xyz"),
+                  deposit_segmentation(source, fewer, run_key="abc")):
+        assert other.SOPInstanceUID != seg.SOPInstanceUID
+    sr, sr_again = (measurement_report(source, rows, segmentation=seg, run_key="abc")
+                    for _ in range(2))
+    assert sr.SOPInstanceUID == sr_again.SOPInstanceUID != seg.SOPInstanceUID
+    changed = [*rows[:-1], {**rows[-1], "n_deposits": rows[-1]["n_deposits"] + 1}]
+    assert measurement_report(source, changed, segmentation=seg,
+                              run_key="abc").SOPInstanceUID != sr.SOPInstanceUID
+    assert len({sr.SOPInstanceUID, seg.SOPInstanceUID, source.SOPInstanceUID}) == 3
+
+
 def test_sr_uncalibrated_reports_pixels(analysed):
     source, _, findings, infos, rows, _ = analysed
     # The same rows as an uncalibrated film would give them: no mm² values.

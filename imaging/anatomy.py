@@ -19,6 +19,8 @@ from .preprocess import AnalysisGrid, robust_sd, smooth_background
 
 #: Body parts (DICOM Body Part Examined) filmed at the hand/forearm bone scale...
 HAND_SCALE_PARTS = frozenset({"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"})
+#: ...those with the widest bone regions (`AnatomyConfig.bone_scale_pelvis_mm`)...
+PELVIS_PARTS = frozenset({"HIP", "PELVIS"})
 #: ...and those without bone, where no bone mask is sought (mammograms).
 BONELESS_PARTS = frozenset({"BREAST"})
 #: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
@@ -90,11 +92,13 @@ def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
     """Widest bone expected across its shaft on a film of this body part (mm).
 
     Hand and forearm films, mammograms and films that do not name their body part use
-    `bone_scale_mm`; large limbs, hip, chest and the rest `bone_scale_limb_mm`.
+    `bone_scale_mm`; hip and pelvis films `bone_scale_pelvis_mm`; large limbs, chest and the
+    rest `bone_scale_limb_mm`.
     """
     part = (body_part or "").upper()
-    small = not part or part in HAND_SCALE_PARTS | BONELESS_PARTS
-    return config.bone_scale_mm if small else config.bone_scale_limb_mm
+    if not part or part in HAND_SCALE_PARTS | BONELESS_PARTS:
+        return config.bone_scale_mm
+    return config.bone_scale_pelvis_mm if part in PELVIS_PARTS else config.bone_scale_limb_mm
 
 
 def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,

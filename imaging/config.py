@@ -55,7 +55,12 @@ class AnatomyConfig:
     bone_scale_mm: float = 24.0
     """Widest bone expected across its shaft in a hand/forearm film (opening diameter)."""
     bone_scale_limb_mm: float = 60.0
-    """The same for films of large limbs (leg, hip, chest...)."""
+    """The same for films of large limbs (leg, knee, shoulder, chest...)..."""
+    bone_scale_pelvis_mm: float = 100.0
+    """...and for hip and pelvis films, where the femoral head, the acetabulum and the
+    ischium overlap into one dense region far wider than a shaft (at 60 mm the femoral head
+    and neck of the real hip film were left out of the bone mask and their trabeculae
+    reported as deposits)."""
     bone_marker_fraction: float = 0.4
     """Sure-bone markers for the watershed are found with an opening this fraction of the
     bone scale (it finds cortex and small bones)."""

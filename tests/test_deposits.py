@@ -173,6 +173,17 @@ def test_normal_tibia_has_no_deposits(radiographs):
         assert find_deposits(read_radiograph(radiographs / name)).deposits == ()
 
 
+def test_hip_film_reports_no_bone_as_deposits(radiographs):
+    """At the pelvis bone scale the femoral head and neck are bone: their trabeculae, and the
+    ischium's edge, were reported as deposits at the large-limb scale."""
+    film = read_radiograph(radiographs / "hip_cr_rle.dcm")
+    findings = find_deposits(film)
+    assert findings.deposits == ()
+    bone = findings.grid.mask_to_source(findings.anatomy.bone)
+    for row, col in ((814, 876), (840, 972), (1219, 623)):      # what the large-limb scale found
+        assert bone[row, col]
+
+
 def test_normal_hand_has_no_deposits(radiographs):
     """Its thumb sesamoids and the faint tuft of the little finger are bone, not deposits."""
     assert find_deposits(read_radiograph(radiographs / "hand_pa_cr_j2k_lossless.dcm")).deposits == ()

@@ -149,6 +149,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
+    margin_of_cut = disk(2 * config.collimator_margin_mm / coarse_mm + 1)
     excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
     if bright.any():
         # Objects as opaque as the collimator blades are lead (letters, markers) or metal.
@@ -183,10 +184,23 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
                                 disk(grid.mm_to_px(config.bone_min_width_mm)))
         floor = cv2.resize(coarse - excess, (cols, rows), interpolation=cv2.INTER_LINEAR)
         core &= ~_domed_islands(core, values - floor, grid.spacing_mm, config)
-        bone = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
+        kept = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
+        # A bone the field's edge cuts is as narrow as the cut leaves it: pieces within the
+        # collimator margin of an excluded border stay bone.
+        cut = bone & ~kept & up(cv2.dilate(excluded.astype(np.uint8), margin_of_cut))
+        bone = kept | _pieces_holding(bone & ~kept, cut) if cut.any() else kept
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
+
+
+def _pieces_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The connected pieces of `mask` (8-connected) that hold a pixel of `seeds`."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    holding = np.zeros(count, bool)
+    holding[np.unique(labels[seeds & mask])] = True
+    holding[0] = False
+    return holding[labels]
 
 
 def _domed_islands(core: np.ndarray, excess: np.ndarray, spacing_mm: float,

@@ -372,6 +372,45 @@ def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stone
                                     rim_contrast=0.7 * stone.mean_contrast))
 
 
+def test_a_large_sheet_clear_of_bone_needs_no_rim_fraction(dense_stones):
+    """The rim of a wide faint sheet holds its own soft edge; the rim-fraction test, which
+    finds slivers of bone edge, applies to small deposits and to those touching bone."""
+    import dataclasses
+
+    from imaging.deposits import select_deposits
+
+    film, findings = dense_stones
+    detection = AnalysisConfig().detection
+    labels = (findings.labels == findings.deposits[0].label).astype(np.int32)
+    stone = findings.deposits[0]
+    pixel_area = film.pixel_area_mm2
+    sheet = dataclasses.replace(stone, label=1, relative_density=0.3, rim_cnr=4.0,
+                                rim_contrast=0.45 * stone.mean_contrast, bone_contact=0.0,
+                                area_px=int(30.0 / pixel_area))
+
+    def kept(deposit):
+        return len(select_deposits(labels, (deposit,), detection,
+                                   pixel_area_mm2=pixel_area)[1]) == 1
+
+    assert kept(sheet)
+    assert not kept(dataclasses.replace(sheet, bone_contact=0.1))
+    assert not kept(dataclasses.replace(sheet, area_px=int(6.0 / pixel_area)))
+    assert not kept(dataclasses.replace(sheet, bone_contact=None))     # no bone mask: no say
+
+
+def test_bones_cut_by_the_field_edge_stay_bone():
+    """Carpal bones the collimated top edge of a forearm film cuts to narrow pieces are
+    bone, not deposits (they were reported as two dense deposits of 34 and 18 mm²)."""
+    from imaging.phantom import SeriesSpec, make_series
+
+    film = make_series(SeriesSpec("forearm", seed=504, changes=("stable",))).visits[0]
+    findings = find_deposits(film.radiograph)
+    found = findings.labels > 0
+    assert not (found & film.bone_mask).any()
+    truth = film.truth_labels > 0
+    assert all((truth[findings.labels == d.label]).any() for d in findings.deposits)
+
+
 def test_outline_keeps_specks_near_the_seed_and_splits_distant_ones():
     """A faint deposit's candidate, grown at coarse scales, also holds noise specks: only the
     specks near where it reaches the seed level are outlined, and specks farther apart than

@@ -149,7 +149,6 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
-    margin_of_cut = disk(2 * config.collimator_margin_mm / coarse_mm + 1)
     excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
     if bright.any():
         # Objects as opaque as the collimator blades are lead (letters, markers) or metal.
@@ -187,7 +186,9 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         kept = (cv2.dilate(core, disk(grid.mm_to_px(2 * BONE_CORNER_MM) + 1)) > 0) & bone
         # A bone the field's edge cuts is as narrow as the cut leaves it: pieces within the
         # collimator margin of an excluded border stay bone.
-        cut = bone & ~kept & up(cv2.dilate(excluded.astype(np.uint8), margin_of_cut))
+        near_border = cv2.dilate(excluded.astype(np.uint8),
+                                 disk(2 * config.collimator_margin_mm / coarse_mm + 1))
+        cut = bone & ~kept & up(near_border)
         bone = kept | _pieces_holding(bone & ~kept, cut) if cut.any() else kept
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)

@@ -188,8 +188,9 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         # collimator margin of an excluded border stay bone.
         near_border = cv2.dilate(excluded.astype(np.uint8),
                                  disk(2 * config.collimator_margin_mm / coarse_mm + 1))
-        cut = bone & ~kept & up(near_border)
-        bone = kept | _pieces_holding(bone & ~kept, cut) if cut.any() else kept
+        lost = bone & ~kept
+        cut = lost & up(near_border)
+        bone = kept | _pieces_holding(lost, cut) if cut.any() else kept
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
@@ -199,7 +200,7 @@ def _pieces_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """The connected pieces of `mask` (8-connected) that hold a pixel of `seeds`."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     holding = np.zeros(count, bool)
-    holding[np.unique(labels[seeds & mask])] = True
+    holding[np.unique(labels[seeds > 0])] = True
     holding[0] = False
     return holding[labels]
 
@@ -592,11 +593,7 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     grown = seeds | (body & (small > 0.5 * threshold) & ~skin_layer)
     grown = cv2.morphologyEx(grown.astype(np.uint8), cv2.MORPH_OPEN,
                              disk(config.bone_min_width_mm / spacing_mm))
-    count, labels = cv2.connectedComponents(grown, connectivity=8)
-    seeded = np.zeros(count, bool)
-    seeded[np.unique(labels[seeds])] = True
-    seeded[0] = False
-    sure_bone = seeded[labels]
+    sure_bone = _pieces_holding(grown, seeds)
     # Soft-tissue markers close to every bone, so that the flood never bridges two bones (or
     # a bone and a dense deposit) through the soft tissue between them.
     near_bone = cv2.dilate(sure_bone.astype(np.uint8), disk(2.0 / spacing_mm + 1)).astype(bool)

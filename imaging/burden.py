@@ -23,7 +23,8 @@ Morphology (per deposit; rules checked in this order, thresholds in `BurdenConfi
 - ``plate``: a sheet seen edge-on or a flat plaque: axis ratio (major / minor) of at least
   `plate_min_axis_ratio`;
 - ``mousse``: ill-defined, cloud-like: a soft edge (edge steepness below
-  `mousse_max_edge_steepness`);
+  `mousse_max_edge_steepness`) on a deposit of at least `mousse_min_area_mm2` (the edge of a
+  smaller speck is the imaging system's blur: a punctate deposit is a stone);
 - ``stone``: everything else — a compact, well-defined deposit.
 
 Edge steepness = mean gradient magnitude of the film along the deposit's outline (per mm),
@@ -174,7 +175,8 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
             label=deposit.label, region=str(regions[k]), fingertip=bool(tips[k]),
             periarticular=joint_mm[k] is not None and joint_mm[k] <= periarticular_mm,
             joint_distance_mm=joint_mm[k],
-            morphology=classify_morphology(deposit, pieces, edge, config),
+            morphology=classify_morphology(deposit, pieces, edge, config,
+                                           pixel_area_mm2=spacing[0] * spacing[1]),
             density_weight=weight, pieces=pieces, edge_steepness=edge))
     return tuple(infos)
 
@@ -192,20 +194,25 @@ def _shape_measures(pixels, labels, deposit, spacing_mm) -> tuple[int, float]:
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3) / (8.0 * spacing_mm[1])
     outline = mask.astype(bool) & ~(cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0)
     gradient = float(np.hypot(gx, gy)[outline].mean()) if outline.any() else 0.0
-    radius_mm = deposit.equivalent_diameter_mm / 2
+    radius_mm = deposit.equivalent_diameter_px / 2 * math.sqrt(spacing_mm[0] * spacing_mm[1])
     return int(pieces), gradient / max(deposit.peak_contrast, 1e-6) * radius_mm
 
 
 def classify_morphology(deposit, pieces: int, edge_steepness: float,
-                        config: BurdenConfig | None = None) -> str:
-    """stone, mousse, plate or net by the documented rules (see the module docstring)."""
+                        config: BurdenConfig | None = None, *, pixel_area_mm2: float) -> str:
+    """stone, mousse, plate or net by the documented rules (see the module docstring).
+
+    `pixel_area_mm2` is the film's pixel area, nominal on an uncalibrated film: the size
+    below which a deposit is punctate is a property of the image, not a reported area.
+    """
     config = config or BurdenConfig()
     if pieces >= config.net_min_pieces or deposit.solidity < config.net_max_solidity:
         return "net"
     ratio = 1.0 / math.sqrt(max(1.0 - deposit.eccentricity ** 2, 1e-12))
     if ratio >= config.plate_min_axis_ratio:
         return "plate"
-    if edge_steepness < config.mousse_max_edge_steepness:
+    if (edge_steepness < config.mousse_max_edge_steepness
+            and deposit.area_px * pixel_area_mm2 >= config.mousse_min_area_mm2):
         return "mousse"
     return "stone"
 

@@ -94,15 +94,20 @@ def _film_of(analysed):
 def test_morphology_rules(analysed):
     _, findings, _, _ = analysed
     base = dataclasses.replace(findings.deposits[0], solidity=0.95, eccentricity=0.5,
-                               relative_density=0.8)
-    assert classify_morphology(base, 1, 1.2) == "stone"
-    assert classify_morphology(base, 4, 1.2) == "net"
-    assert classify_morphology(dataclasses.replace(base, solidity=0.4), 1, 1.2) == "net"
-    assert classify_morphology(dataclasses.replace(base, eccentricity=0.97), 1, 1.2) == "plate"
-    # The class follows the edge, not the density (which has its own bands).
-    assert classify_morphology(base, 1, 0.5) == "mousse"
-    faint = dataclasses.replace(base, relative_density=0.2)
-    assert classify_morphology(faint, 1, 1.2) == "stone"
+                               relative_density=0.8, area_px=400)
+
+    def classify(deposit, pieces, steepness):
+        return classify_morphology(deposit, pieces, steepness, pixel_area_mm2=0.01)
+
+    assert classify(base, 1, 1.2) == "stone"
+    assert classify(base, 4, 1.2) == "net"
+    assert classify(dataclasses.replace(base, solidity=0.4), 1, 1.2) == "net"
+    assert classify(dataclasses.replace(base, eccentricity=0.97), 1, 1.2) == "plate"
+    # The class follows the edge, not the density (which has its own bands)...
+    assert classify(base, 1, 0.5) == "mousse"
+    assert classify(dataclasses.replace(base, relative_density=0.2), 1, 1.2) == "stone"
+    # ...except on a speck, whose edge is the system blur: 0.2 mm² is punctate.
+    assert classify(dataclasses.replace(base, area_px=20), 1, 0.5) == "stone"
 
 
 def test_stones_and_clouds_told_apart_on_detected_outlines():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 import pydicom
@@ -113,12 +114,13 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
                                             run_key=provenance.config_hash)
     except CalcitrackError as exc:
         error = str(exc)
-    except MemoryError:
-        error = (f"{source}: not enough memory to analyse this film — raise the worker memory "
-                 "limit (--memory-limit-mb) or run fewer --jobs")
     except Exception as exc:  # one film's unexpected failure must not stop the run
-        error = (f"{source}: unexpected {type(exc).__name__} ({str(exc)[:200]}) — please "
-                 "report it with this file to the calcitrack developers")
+        if _out_of_memory(exc):
+            error = (f"{source}: not enough memory to analyse this film — raise the worker "
+                     "memory limit (--memory-limit-mb) or run fewer --jobs")
+        else:
+            error = (f"{source}: unexpected {type(exc).__name__} ({str(exc)[:200]}) — please "
+                     "report it with this file to the calcitrack developers")
     else:
         row = image_row(image_id, source, provenance, radiograph=radiograph, findings=findings,
                         mask_path=f"masks/{image_id}.png",
@@ -135,3 +137,10 @@ def analyze_film(path: str | os.PathLike, image_id: str, config: AnalysisConfig,
                                 radiograph=radiograph, error=error),
                       study_instance_uid=None if radiograph is None
                       else radiograph.metadata.study_instance_uid)
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """Whether an analysis failed for want of memory: numpy raises MemoryError, OpenCV its
+    own error with the StsNoMem code (OpenCV 5 allocates first where numpy used to)."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, cv2.error)
+                                            and exc.code == cv2.Error.StsNoMem)

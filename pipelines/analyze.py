@@ -6,6 +6,7 @@ Outputs in DIR (the contract in ``DESIGN.md``; columns in `imaging.export`):
 - ``deposits.csv`` — one row per deposit, ``deposit_id`` = its label in the mask;
 - ``masks/<image_id>.png`` — 16-bit deposit labels, same rows × columns as the source film;
 - ``qc/<image_id>.png`` — the QC overlay a reader checks at a glance (unless ``--no-qc``);
+- ``report.html`` — the run on one page: films, errors, overlays, burden (`pipelines.report`);
 - ``calcitrack.sqlite`` (or ``--db``) — the results store (`pipelines.store`), which keeps the
   same rows across runs and lets a rerun skip films already analysed.
 
@@ -34,13 +35,14 @@ from .store import DATABASE_NAME, StoreError
 def register(subparsers) -> None:
     """Add the ``analyze`` subcommand to the `calcitrack` parser."""
     parser = subparsers.add_parser(
-        "analyze", help="find and measure calcified deposits; write CSVs, masks and QC images",
+        "analyze",
+        help="find and measure calcified deposits; write CSVs, masks, QC images and a report",
         description="Find calcified deposits outside bone on each film and write images.csv, "
-                    "deposits.csv, masks/<image_id>.png (16-bit labels) and qc/<image_id>.png "
-                    "into DIR. Folders are walked recursively; films are recognised by content. "
-                    "A rerun skips films already analysed with the same configuration. Exit "
-                    "code 0 when every film was analysed, 1 when some failed, 2 for usage or "
-                    "configuration errors, 130 when interrupted.")
+                    "deposits.csv, masks/<image_id>.png (16-bit labels), qc/<image_id>.png and "
+                    "report.html into DIR. Folders are walked recursively; films are recognised "
+                    "by content. A rerun skips films already analysed with the same "
+                    "configuration. Exit code 0 when every film was analysed, 1 when some "
+                    "failed, 2 for usage or configuration errors, 130 when interrupted.")
     parser.add_argument("paths", nargs="+", metavar="INPUT",
                         help="films or folders (walked recursively; non-film files are skipped)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",

@@ -48,6 +48,7 @@ from imaging.regions import UserRegions
 from .film import analyze_film
 from .inputs import InputFile, plan_inputs
 from .progress import BatchProgress
+from .report import write_run_report
 from .store import DATABASE_NAME, ResultsStore, file_content_hash
 
 #: Seconds between two rewrites of the CSVs during a run (they are always written at the end).
@@ -387,6 +388,9 @@ class _Tables:
                   [row for output in done for row in output.deposits], DEPOSIT_COLUMNS)
         write_csv(self._out_dir / "regions.csv",
                   [row for output in done for row in output.regions], REGION_COLUMNS)
+        write_run_report(self._out_dir, [output.image for output in done],
+                         [row for output in done for row in output.deposits],
+                         [row for output in done for row in output.regions])
         self._written_at = time.monotonic()
         self._changed = False
 

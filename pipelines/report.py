@@ -1,0 +1,172 @@
+"""The run report: one static HTML page over an output folder's rows and QC overlays.
+
+``DIR/report.html`` is rewritten with the CSVs (`pipelines.batch`), from the same rows, so
+the two never disagree. It is one self-contained file (inline style, no script, images by
+relative path to ``qc/``) that any browser opens from the folder:
+
+- the run's counts and provenance (calcitrack version, config hash);
+- one line per film: status, deposits, total area, scores, severity and calibration, with
+  the error and its remedy for a failed film;
+- per analysed film: its QC overlay, its burden per region and its deposits;
+- the skipped files, folded away.
+
+The page is deterministic (no clock in it): the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Sequence
+
+from imaging.export import format_cell
+from imaging.files import atomic_output
+
+REPORT_NAME = "report.html"
+
+#: (column, heading) of the films table, the per-region table and the deposits table.
+FILM_TABLE = (("status", "status"), ("n_deposits", "deposits"),
+                ("total_area_mm2", "area mm²"), ("density_score_mm2", "density score mm²"),
+                ("integrated_density_mm2", "integrated density mm²"),
+                ("severity", "severity"), ("body_part", "body part"),
+                ("laterality", "side"), ("study_date", "study date"),
+                ("spacing_source", "calibration"))
+REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "area mm²"),
+                  ("fraction", "fraction of soft tissue"), ("largest_area_mm2", "largest mm²"),
+                  ("mean_relative_density", "mean relative density"),
+                  ("density_score_mm2", "density score mm²"),
+                  ("integrated_density_mm2", "integrated density mm²"),
+                  ("severity", "severity"))
+DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"),
+                   ("morphology", "morphology"), ("area_mm2", "area mm²"),
+                   ("relative_density", "relative density"), ("cnr", "CNR"),
+                   ("periarticular", "periarticular"), ("centroid_row", "row"),
+                   ("centroid_col", "column"))
+
+#: Decimals shown per column (the CSVs keep `imaging.export.FLOAT_DIGITS` significant digits).
+DECIMALS = {"total_area_mm2": 1, "area_mm2": 1, "largest_area_mm2": 1, "density_score_mm2": 1,
+            "integrated_density_mm2": 1, "mean_relative_density": 2, "relative_density": 2,
+            "cnr": 1, "centroid_row": 0, "centroid_col": 0, "fraction": 4}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; }
+th, td { border: 1px solid #c8c8c8; padding: 0.2em 0.5em; text-align: right; }
+th { background: #eef1f4; }
+td.text, th.text { text-align: left; }
+tr.error td { background: #fbe9e7; }
+img.qc { max-width: 100%; width: 900px; border: 1px solid #888; }
+.note { color: #555; }
+"""
+
+
+def write_run_report(out_dir: str | os.PathLike, images: Sequence[dict],
+                     deposits: Iterable[dict], regions: Iterable[dict]) -> None:
+    """Write ``report.html`` into `out_dir` (atomically) from the rows of its CSVs.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The output folder; the QC overlays are linked relative to it.
+    images, deposits, regions : rows of ``images.csv``, ``deposits.csv``, ``regions.csv``
+    """
+    page = run_report_html(images, deposits, regions)
+    with atomic_output(os.path.join(out_dir, REPORT_NAME)) as tmp, \
+            open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+def run_report_html(images: Sequence[dict], deposits: Iterable[dict],
+                    regions: Iterable[dict]) -> str:
+    """The report page (see the module docstring) as a string."""
+    by_film_deposits: dict[str, list[dict]] = {}
+    for row in deposits:
+        by_film_deposits.setdefault(row["image_id"], []).append(row)
+    by_film_regions: dict[str, list[dict]] = {}
+    for row in regions:
+        by_film_regions.setdefault(row["image_id"], []).append(row)
+    skipped = [row for row in images if row["status"] == "skipped"]
+    films = [row for row in images if row["status"] != "skipped"]
+    counts = {status: sum(row["status"] == status for row in images)
+              for status in ("ok", "error", "skipped")}
+    provenance = sorted({(str(row.get("calcitrack_version")), str(row.get("config_hash")))
+                         for row in films})
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        "<title>calcitrack report</title>", f"<style>{_STYLE}</style>",
+        "</head>", "<body>", "<h1>calcitrack report</h1>",
+        f'<p id="counts">{counts["ok"]} analysed, {counts["error"]} failed, '
+        f'{counts["skipped"]} skipped; '
+        f'{sum(len(v) for v in by_film_deposits.values())} deposits.</p>',
+        '<p class="note">' + "; ".join(
+            f"calcitrack {_text(version)}, configuration {_text(config)}"
+            for version, config in provenance)
+        + ". Numbers are rounded here; the CSVs beside this page hold them in full.</p>",
+    ]
+    if films:
+        parts += ["<h2>Films</h2>", _films_table(films)]
+    for row in films:
+        if row["status"] == "ok":
+            parts += _film_section(row, by_film_regions.get(row["image_id"], []),
+                                   by_film_deposits.get(row["image_id"], []))
+    if skipped:
+        parts += [f"<details><summary>{len(skipped)} files skipped</summary>",
+                  '<table id="skipped"><tr><th class="text">file</th>'
+                  '<th class="text">reason</th></tr>']
+        parts += [f'<tr><td class="text">{_text(row.get("source_path"))}</td>'
+                  f'<td class="text">{_text(row.get("notes"))}</td></tr>' for row in skipped]
+        parts += ["</table>", "</details>"]
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _films_table(films: Sequence[dict]) -> str:
+    head = '<th class="text">film</th>' + "".join(
+        f"<th>{_text(heading)}</th>" for _, heading in FILM_TABLE) + '<th class="text">error</th>'
+    lines = ['<table id="films">', f"<tr>{head}</tr>"]
+    for row in films:
+        name = _text(row["image_id"])
+        link = f'<a href="#{name}">{name}</a>' if row["status"] == "ok" else name
+        cells = "".join(f"<td>{_cell(row, column)}</td>" for column, _ in FILM_TABLE)
+        css = ' class="error"' if row["status"] == "error" else ""
+        lines.append(f'<tr{css}><td class="text">{link}</td>{cells}'
+                     f'<td class="text">{_text(row.get("error"))}</td></tr>')
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _film_section(image: dict, regions: Sequence[dict], deposits: Sequence[dict]) -> list[str]:
+    name = _text(image["image_id"])
+    parts = [f'<section id="{name}">', f"<h2>{name}</h2>",
+             f'<p class="note">{_text(image.get("source_path"))}</p>']
+    if image.get("qc_path"):
+        parts.append(f'<img class="qc" src="{_text(image.get("qc_path"))}" '
+                     f'alt="QC overlay of {name}">')
+    parts.append(_table(regions, REGION_TABLE, "regions"))
+    parts.append(_table(deposits, DEPOSIT_TABLE, "deposits") if deposits
+                 else '<p class="deposits">No deposit found.</p>')
+    parts.append("</section>")
+    return parts
+
+
+def _table(rows: Sequence[dict], columns, kind: str) -> str:
+    head = "".join(f"<th>{_text(heading)}</th>" for _, heading in columns)
+    body = ["<tr>" + "".join(f"<td>{_cell(row, column)}</td>" for column, _ in columns)
+            + "</tr>" for row in rows]
+    return "\n".join([f'<table class="{kind}">', f"<tr>{head}</tr>", *body, "</table>"])
+
+
+def _text(value) -> str:
+    """A cell as the CSVs write it, escaped for HTML."""
+    return html.escape(format_cell(value))
+
+
+def _cell(row: dict, column: str) -> str:
+    """A row's cell for the page: rounded to `DECIMALS` where it is a number."""
+    value = row.get(column)
+    if column in DECIMALS and value not in (None, ""):
+        try:
+            value = f"{float(value):.{DECIMALS[column]}f}"
+        except ValueError:
+            pass
+    return _text(value)

@@ -388,9 +388,7 @@ class _Tables:
                   [row for output in done for row in output.deposits], DEPOSIT_COLUMNS)
         write_csv(self._out_dir / "regions.csv",
                   [row for output in done for row in output.regions], REGION_COLUMNS)
-        write_run_report(self._out_dir, [output.image for output in done],
-                         [row for output in done for row in output.deposits],
-                         [row for output in done for row in output.regions])
+        write_run_report(self._out_dir, done)
         self._written_at = time.monotonic()
         self._changed = False
 

@@ -22,6 +22,8 @@ Outputs in DIR:
 - ``images.csv``, ``deposits.csv``, ``regions.csv``, ``masks/<image_id>.png`` — as
   ``calcitrack analyze``;
 - ``plots/<series>.png`` — burden over time per series, one line per region;
+- ``report.html`` — the films and, once compared, each comparison and plot
+  (`pipelines.report`);
 - ``calcitrack.sqlite`` (or ``--db``) — the films and the comparisons (`pipelines.store`).
 
 Exit codes: 0 every pair compared, 1 some films failed or pairs were refused, 2 usage.
@@ -57,6 +59,7 @@ from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from .batch import RunSummary, analyze_files
 from .film import FilmResult
 from .inputs import InputFile, image_ids
+from .report import write_run_report
 from .store import DATABASE_NAME, ResultsStore
 
 CHANGE_COLUMNS = (
@@ -303,17 +306,18 @@ def group_series(films) -> tuple[list[list[AnalysedFilm]], list[str]]:
 
 
 def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
-               db_path: str | os.PathLike | None = None, notes=(), report=None
-               ) -> SerialSummary:
+               db_path: str | os.PathLike | None = None, notes=(), report=None,
+               analysed: RunSummary | None = None) -> SerialSummary:
     """Compare every series of analysed films; write changes, matches, plots, database rows.
 
     The films themselves were recorded by the batch (`analyse_films`). ``changes.csv`` and
     ``matches.csv`` are rewritten (atomically) after every series and each comparison is
-    committed as it is made, so an interrupted run keeps the comparisons done.
+    committed as it is made, so an interrupted run keeps the comparisons done. With the
+    batch's `analysed` summary, ``report.html`` is rewritten too, with the comparisons.
     """
     out_dir = Path(out_dir)
     provenance = Provenance.of(config)
-    outcomes = []
+    outcomes, plots = [], []
     with ResultsStore.open(out_dir / DATABASE_NAME if db_path is None else db_path) as store:
         run_id = store.start_run(provenance.calcitrack_version, provenance.config_hash,
                                  config.to_dict())
@@ -339,7 +343,11 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                       CHANGE_COLUMNS)
             write_csv(out_dir / "matches.csv", [r for o in outcomes for r in o.matches],
                       MATCH_COLUMNS)
-            write_burden_plot(out_dir / "plots" / f"{_series_name(films_of[0])}.png", films_of)
+            plots.append(f"plots/{_series_name(films_of[0])}.png")
+            write_burden_plot(out_dir / plots[-1], films_of)
+            if analysed is not None:
+                write_run_report(out_dir, analysed.outputs,
+                                 changes=[r for o in outcomes for r in o.changes], plots=plots)
         store.finish_run(run_id)
     n_refused = sum(o.refused is not None for o in outcomes)
     return SerialSummary(out_dir, sum(len(films_of) for films_of in series),
@@ -474,7 +482,7 @@ def _run(args, command: str, paths, make_series) -> int:
         for note in notes:
             say(note)
         summary = run_series(series, args.out, config, db_path=args.db, notes=notes,
-                             report=say)
+                             report=say, analysed=analysed)
         say(f"{summary.n_compared} comparisons, {summary.n_refused} refused, "
             f"{analysed.n_failed} films failed; results in {summary.out_dir}")
         if summary.n_compared + summary.n_refused == 0:

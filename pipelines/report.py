@@ -7,6 +7,8 @@ relative path to ``qc/``) that any browser opens from the folder:
 - the run's counts and provenance (calcitrack version, config hash);
 - one line per film: status, deposits, total area, scores, severity and calibration, with
   the error and its remedy for a failed film;
+- for ``track`` and ``followup``: each comparison's whole-film change (areas, change,
+  category, response, or why it was refused) and each series' burden-over-time plot;
 - per analysed film: its QC overlay, its burden per region and its deposits;
 - the skipped files, folded away.
 
@@ -19,6 +21,7 @@ import html
 import os
 from collections.abc import Iterable, Sequence
 
+from imaging.compare import ALL_REGIONS
 from imaging.export import format_cell
 from imaging.files import atomic_output
 
@@ -37,6 +40,13 @@ REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "
                   ("density_score_mm2", "density score mm²"),
                   ("integrated_density_mm2", "integrated density mm²"),
                   ("severity", "severity"))
+CHANGE_TABLE = (("reference", "against"), ("baseline_study_date", "baseline date"),
+                ("followup_study_date", "follow-up date"), ("status", "status"),
+                ("baseline_area_mm2", "baseline mm²"), ("followup_area_mm2", "follow-up mm²"),
+                ("change_pct", "change %"), ("category", "category"),
+                ("within_repeatability", "within repeatability"), ("n_new", "new"),
+                ("n_resolved", "resolved"), ("response", "response"),
+                ("registration_correlation", "registration correlation"))
 DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"),
                    ("morphology", "morphology"), ("area_mm2", "area mm²"),
                    ("relative_density", "relative density"), ("cnr", "CNR"),
@@ -46,38 +56,49 @@ DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"),
 #: Decimals shown per column (the CSVs keep `imaging.export.FLOAT_DIGITS` significant digits).
 DECIMALS = {"total_area_mm2": 1, "area_mm2": 1, "largest_area_mm2": 1, "density_score_mm2": 1,
             "integrated_density_mm2": 1, "mean_relative_density": 2, "relative_density": 2,
-            "cnr": 1, "centroid_row": 0, "centroid_col": 0, "fraction": 4}
+            "cnr": 1, "centroid_row": 0, "centroid_col": 0, "fraction": 4,
+            "baseline_area_mm2": 1, "followup_area_mm2": 1, "change_pct": 1,
+            "registration_correlation": 3}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; }
 th, td { border: 1px solid #c8c8c8; padding: 0.2em 0.5em; text-align: right; }
+td { white-space: nowrap; }
+td.text { white-space: normal; }
 th { background: #eef1f4; }
 td.text, th.text { text-align: left; }
 tr.error td { background: #fbe9e7; }
 img.qc { max-width: 100%; width: 900px; border: 1px solid #888; }
+img.plot { max-width: 100%; width: 700px; }
 .note { color: #555; }
 """
 
 
-def write_run_report(out_dir: str | os.PathLike, images: Sequence[dict],
-                     deposits: Iterable[dict], regions: Iterable[dict]) -> None:
+def write_run_report(out_dir: str | os.PathLike, outputs: Sequence, *,
+                     changes: Iterable[dict] = (), plots: Sequence[str] = ()) -> None:
     """Write ``report.html`` into `out_dir` (atomically) from the rows of its CSVs.
 
     Parameters
     ----------
     out_dir : str or os.PathLike
-        The output folder; the QC overlays are linked relative to it.
-    images, deposits, regions : rows of ``images.csv``, ``deposits.csv``, ``regions.csv``
+        The output folder; the QC overlays and plots are linked relative to it.
+    outputs : sequence of pipelines.batch.FilmOutput
+        Every film's ``images.csv``, ``deposits.csv`` and ``regions.csv`` rows.
+    changes : rows of ``changes.csv``, optional
+    plots : paths of the burden-over-time plots relative to `out_dir`, optional
     """
-    page = run_report_html(images, deposits, regions)
+    page = run_report_html([output.image for output in outputs],
+                           [row for output in outputs for row in output.deposits],
+                           [row for output in outputs for row in output.regions],
+                           changes=changes, plots=plots)
     with atomic_output(os.path.join(out_dir, REPORT_NAME)) as tmp, \
             open(tmp, "w", encoding="utf-8") as handle:
         handle.write(page)
 
 
-def run_report_html(images: Sequence[dict], deposits: Iterable[dict],
-                    regions: Iterable[dict]) -> str:
+def run_report_html(images: Sequence[dict], deposits: Iterable[dict], regions: Iterable[dict],
+                    *, changes: Iterable[dict] = (), plots: Sequence[str] = ()) -> str:
     """The report page (see the module docstring) as a string."""
     by_film_deposits: dict[str, list[dict]] = {}
     for row in deposits:
@@ -105,6 +126,11 @@ def run_report_html(images: Sequence[dict], deposits: Iterable[dict],
     ]
     if films:
         parts += ["<h2>Films</h2>", _films_table(films)]
+    whole_film = [row for row in changes if row.get("region") == ALL_REGIONS]
+    if whole_film or plots:
+        parts += ["<h2>Serial comparisons</h2>", _changes_table(whole_film)]
+        parts += [f'<img class="plot" src="{_text(path)}" alt="burden over time">'
+                  for path in plots]
     for row in films:
         if row["status"] == "ok":
             parts += _film_section(row, by_film_regions.get(row["image_id"], []),
@@ -131,6 +157,21 @@ def _films_table(films: Sequence[dict]) -> str:
         css = ' class="error"' if row["status"] == "error" else ""
         lines.append(f'<tr{css}><td class="text">{link}</td>{cells}'
                      f'<td class="text">{_text(row.get("error"))}</td></tr>')
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _changes_table(rows: Sequence[dict]) -> str:
+    head = ('<th class="text">baseline</th><th class="text">follow-up</th>'
+            + "".join(f"<th>{_text(heading)}</th>" for _, heading in CHANGE_TABLE)
+            + '<th class="text">reason</th>')
+    lines = ['<table id="changes">', f"<tr>{head}</tr>"]
+    for row in rows:
+        css = ' class="error"' if row.get("status") == "refused" else ""
+        cells = "".join(f"<td>{_cell(row, column)}</td>" for column, _ in CHANGE_TABLE)
+        lines.append(f'<tr{css}><td class="text">{_text(row.get("baseline_image_id"))}</td>'
+                     f'<td class="text">{_text(row.get("followup_image_id"))}</td>{cells}'
+                     f'<td class="text">{_text(row.get("reason"))}</td></tr>')
     lines.append("</table>")
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from imaging.dicom import write_dicom
 from pipelines.cli import main
 from pipelines.report import REPORT_NAME, run_report_html
 
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 SPACING_MM = 0.2
@@ -101,6 +102,24 @@ def test_a_failed_film_shows_its_error_and_a_hostile_name_stays_text(run, browse
     assert browser.find_elements(By.TAG_NAME, "b") == [], "a file name became markup"
     skipped = browser.find_element(By.ID, "skipped")
     assert "notes.txt" in skipped.get_attribute("textContent")
+
+
+@needs_browser
+def test_the_track_report_shows_the_comparison_and_the_plot(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+
+    films = [SAMPLE_IMAGES / f"hand_patient1_v{visit}.dcm" for visit in (1, 2)]
+    out = tmp_path / "out"
+    main(["track", *map(str, films), "--out", str(out), "--jobs", "1"])
+    (change,) = [row for row in _rows(out / "changes.csv") if row["region"] == "all"]
+    browser.get((out / REPORT_NAME).as_uri())
+    (line,) = browser.find_elements(By.CSS_SELECTOR, "#changes tr")[1:]
+    cells = [cell.text for cell in line.find_elements(By.TAG_NAME, "td")]
+    assert cells[:2] == [change["baseline_image_id"], change["followup_image_id"]]
+    assert change["category"] in cells
+    (plot,) = browser.find_elements(By.CSS_SELECTOR, "img.plot")
+    assert browser.execute_script("return arguments[0].naturalWidth", plot) > 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "section")) == 2  # both films
 
 
 def test_the_report_is_the_same_for_the_same_rows(run):

@@ -9,7 +9,8 @@ relative path to ``qc/``) that any browser opens from the folder:
   the error and its remedy for a failed film;
 - for ``track`` and ``followup``: each comparison's whole-film change (areas, change,
   category, response, or why it was refused) and each series' burden-over-time plot;
-- per analysed film: its QC overlay, its burden per region and its deposits;
+- per analysed film: its QC overlay (loaded lazily, so a large batch's page opens at once),
+  its burden per region and its deposits;
 - the skipped files, folded away.
 
 The page is deterministic (no clock in it): the same rows give the same bytes.
@@ -181,7 +182,7 @@ def _film_section(image: dict, regions: Sequence[dict], deposits: Sequence[dict]
     parts = [f'<section id="{name}">', f"<h2>{name}</h2>",
              f'<p class="note">{_text(image.get("source_path"))}</p>']
     if image.get("qc_path"):
-        parts.append(f'<img class="qc" src="{_text(image.get("qc_path"))}" '
+        parts.append(f'<img class="qc" loading="lazy" src="{_text(image.get("qc_path"))}" '
                      f'alt="QC overlay of {name}">')
     parts.append(_table(regions, REGION_TABLE, "regions"))
     parts.append(_table(deposits, DEPOSIT_TABLE, "deposits") if deposits

@@ -68,6 +68,7 @@ def _rows(path: Path) -> list[dict]:
 @needs_browser
 def test_the_report_shows_every_film_its_overlay_and_its_deposits(run, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     images = {row["image_id"]: row for row in _rows(run / "images.csv")}
     browser.get((run / REPORT_NAME).as_uri())
@@ -80,8 +81,10 @@ def test_the_report_shows_every_film_its_overlay_and_its_deposits(run, browser):
             continue
         section = browser.find_element(By.ID, image_id)
         overlay = section.find_element(By.CSS_SELECTOR, "img.qc")
-        width = browser.execute_script(
-            "return arguments[0].complete ? arguments[0].naturalWidth : -1", overlay)
+        browser.execute_script("arguments[0].scrollIntoView()", overlay)  # loaded lazily
+        WebDriverWait(browser, 10).until(
+            lambda _: browser.execute_script("return arguments[0].complete", overlay))
+        width = browser.execute_script("return arguments[0].naturalWidth", overlay)
         assert width == cv2.imread(str(run / row["qc_path"])).shape[1], "overlay did not load"
         deposits = section.find_elements(By.CSS_SELECTOR, "table.deposits tr")[1:]
         assert len(deposits) == int(row["n_deposits"]) > 0

@@ -306,7 +306,7 @@ def group_series(films) -> tuple[list[list[AnalysedFilm]], list[str]]:
 
 
 def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
-               db_path: str | os.PathLike | None = None, notes=(), report=None,
+               db_path: str | os.PathLike | None = None, notes=(), say=None,
                analysed: RunSummary | None = None) -> SerialSummary:
     """Compare every series of analysed films; write changes, matches, plots, database rows.
 
@@ -335,10 +335,10 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                 keys = key(baseline), key(followup)
                 if None not in keys:      # a film that was never analysed is not stored
                     store.record_comparison(run_id, *keys, outcome.changes)
-                if report is not None:
+                if say is not None:
                     what = (f"refused: {outcome.refused}" if outcome.refused else
                             f"{outcome.changes[0]['category']} ({_pct(outcome.changes[0])})")
-                    report(f"{baseline.image_id} -> {followup.image_id} [{reference}]: {what}")
+                    say(f"{baseline.image_id} -> {followup.image_id} [{reference}]: {what}")
             write_csv(out_dir / "changes.csv", [r for o in outcomes for r in o.changes],
                       CHANGE_COLUMNS)
             write_csv(out_dir / "matches.csv", [r for o in outcomes for r in o.matches],
@@ -482,7 +482,7 @@ def _run(args, command: str, paths, make_series) -> int:
         for note in notes:
             say(note)
         summary = run_series(series, args.out, config, db_path=args.db, notes=notes,
-                             report=say, analysed=analysed)
+                             say=say, analysed=analysed)
         say(f"{summary.n_compared} comparisons, {summary.n_refused} refused, "
             f"{analysed.n_failed} films failed; results in {summary.out_dir}")
         if summary.n_compared + summary.n_refused == 0:

@@ -28,19 +28,12 @@ from imaging.files import atomic_output
 
 REPORT_NAME = "report.html"
 
-#: (column, heading) of the films table, the per-region table and the deposits table.
+#: (column, heading) of the films, comparisons, per-region and deposits tables.
 FILM_TABLE = (("status", "status"), ("n_deposits", "deposits"),
-                ("total_area_mm2", "area mm²"), ("density_score_mm2", "density score mm²"),
-                ("integrated_density_mm2", "integrated density mm²"),
-                ("severity", "severity"), ("body_part", "body part"),
-                ("laterality", "side"), ("study_date", "study date"),
-                ("spacing_source", "calibration"))
-REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "area mm²"),
-                  ("fraction", "fraction of soft tissue"), ("largest_area_mm2", "largest mm²"),
-                  ("mean_relative_density", "mean relative density"),
-                  ("density_score_mm2", "density score mm²"),
-                  ("integrated_density_mm2", "integrated density mm²"),
-                  ("severity", "severity"))
+              ("total_area_mm2", "area mm²"), ("density_score_mm2", "density score mm²"),
+              ("integrated_density_mm2", "integrated density mm²"), ("severity", "severity"),
+              ("body_part", "body part"), ("laterality", "side"), ("study_date", "study date"),
+              ("spacing_source", "calibration"))
 CHANGE_TABLE = (("reference", "against"), ("baseline_study_date", "baseline date"),
                 ("followup_study_date", "follow-up date"), ("status", "status"),
                 ("baseline_area_mm2", "baseline mm²"), ("followup_area_mm2", "follow-up mm²"),
@@ -48,11 +41,15 @@ CHANGE_TABLE = (("reference", "against"), ("baseline_study_date", "baseline date
                 ("within_repeatability", "within repeatability"), ("n_new", "new"),
                 ("n_resolved", "resolved"), ("response", "response"),
                 ("registration_correlation", "registration correlation"))
-DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"),
-                   ("morphology", "morphology"), ("area_mm2", "area mm²"),
-                   ("relative_density", "relative density"), ("cnr", "CNR"),
-                   ("periarticular", "periarticular"), ("centroid_row", "row"),
-                   ("centroid_col", "column"))
+REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "area mm²"),
+                ("fraction", "fraction of soft tissue"), ("largest_area_mm2", "largest mm²"),
+                ("mean_relative_density", "mean relative density"),
+                ("density_score_mm2", "density score mm²"),
+                ("integrated_density_mm2", "integrated density mm²"), ("severity", "severity"))
+DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"), ("morphology", "morphology"),
+                 ("area_mm2", "area mm²"), ("relative_density", "relative density"),
+                 ("cnr", "CNR"), ("periarticular", "periarticular"), ("centroid_row", "row"),
+                 ("centroid_col", "column"))
 
 #: Decimals shown per column (the CSVs keep `imaging.export.FLOAT_DIGITS` significant digits).
 DECIMALS = {"total_area_mm2": 1, "area_mm2": 1, "largest_area_mm2": 1, "density_score_mm2": 1,

@@ -190,7 +190,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
                                  disk(2 * config.collimator_margin_mm / coarse_mm + 1))
         lost = bone & ~kept
         cut = lost & up(near_border)
-        bone = kept | _pieces_holding(lost, cut) if cut.any() else kept
+        bone = (kept | _pieces_holding(lost, cut)) if cut.any() else kept
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)

@@ -22,15 +22,15 @@ change to the result gives new ones.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
+
 import highdicom as hd
 import numpy as np
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-
-import hashlib
-import json
-import uuid
 
 from . import __version__
 from .errors import CalcitrackError

@@ -339,15 +339,14 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                     what = (f"refused: {outcome.refused}" if outcome.refused else
                             f"{outcome.changes[0]['category']} ({_pct(outcome.changes[0])})")
                     say(f"{baseline.image_id} -> {followup.image_id} [{reference}]: {what}")
-            write_csv(out_dir / "changes.csv", [r for o in outcomes for r in o.changes],
-                      CHANGE_COLUMNS)
+            changes = [r for o in outcomes for r in o.changes]
+            write_csv(out_dir / "changes.csv", changes, CHANGE_COLUMNS)
             write_csv(out_dir / "matches.csv", [r for o in outcomes for r in o.matches],
                       MATCH_COLUMNS)
             plots.append(f"plots/{_series_name(films_of[0])}.png")
             write_burden_plot(out_dir / plots[-1], films_of)
             if analysed is not None:
-                write_run_report(out_dir, analysed.outputs,
-                                 changes=[r for o in outcomes for r in o.changes], plots=plots)
+                write_run_report(out_dir, analysed.outputs, changes=changes, plots=plots)
         store.finish_run(run_id)
     n_refused = sum(o.refused is not None for o in outcomes)
     return SerialSummary(out_dir, sum(len(films_of) for films_of in series),

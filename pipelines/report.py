@@ -28,19 +28,20 @@ from imaging.files import atomic_output
 
 REPORT_NAME = "report.html"
 
-#: (column, heading) of the films, comparisons, per-region and deposits tables.
-FILM_TABLE = (("status", "status"), ("n_deposits", "deposits"),
+#: (column, heading) of the films, comparisons, per-region, deposits and skipped tables.
+FILM_TABLE = (("image_id", "film"), ("status", "status"), ("n_deposits", "deposits"),
               ("total_area_mm2", "area mm²"), ("density_score_mm2", "density score mm²"),
               ("integrated_density_mm2", "integrated density mm²"), ("severity", "severity"),
               ("body_part", "body part"), ("laterality", "side"), ("study_date", "study date"),
-              ("spacing_source", "calibration"))
-CHANGE_TABLE = (("reference", "against"), ("baseline_study_date", "baseline date"),
+              ("spacing_source", "calibration"), ("error", "error"))
+CHANGE_TABLE = (("baseline_image_id", "baseline"), ("followup_image_id", "follow-up"),
+                ("reference", "against"), ("baseline_study_date", "baseline date"),
                 ("followup_study_date", "follow-up date"), ("status", "status"),
                 ("baseline_area_mm2", "baseline mm²"), ("followup_area_mm2", "follow-up mm²"),
                 ("change_pct", "change %"), ("category", "category"),
                 ("within_repeatability", "within repeatability"), ("n_new", "new"),
                 ("n_resolved", "resolved"), ("response", "response"),
-                ("registration_correlation", "registration correlation"))
+                ("registration_correlation", "registration correlation"), ("reason", "reason"))
 REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "area mm²"),
                 ("fraction", "fraction of soft tissue"), ("largest_area_mm2", "largest mm²"),
                 ("mean_relative_density", "mean relative density"),
@@ -50,6 +51,10 @@ DEPOSIT_TABLE = (("deposit_id", "deposit"), ("region", "region"), ("morphology",
                  ("area_mm2", "area mm²"), ("relative_density", "relative density"),
                  ("cnr", "CNR"), ("periarticular", "periarticular"), ("centroid_row", "row"),
                  ("centroid_col", "column"))
+SKIPPED_TABLE = (("source_path", "file"), ("notes", "reason"))
+#: Columns of words, set flush left (numbers are set flush right).
+TEXT_COLUMNS = frozenset({"image_id", "error", "baseline_image_id", "followup_image_id",
+                          "reason", "source_path", "notes"})
 
 #: Decimals shown per column (the CSVs keep `imaging.export.FLOAT_DIGITS` significant digits).
 DECIMALS = {"total_area_mm2": 1, "area_mm2": 1, "largest_area_mm2": 1, "density_score_mm2": 1,
@@ -123,10 +128,14 @@ def run_report_html(images: Sequence[dict], deposits: Iterable[dict], regions: I
         + ". Numbers are rounded here; the CSVs beside this page hold them in full.</p>",
     ]
     if films:
-        parts += ["<h2>Films</h2>", _films_table(films)]
+        parts += ["<h2>Films</h2>",
+                  _table(films, FILM_TABLE, 'id="films"', linked="image_id",
+                         failed=lambda row: row["status"] == "error")]
     whole_film = [row for row in changes if row.get("region") == ALL_REGIONS]
     if whole_film or plots:
-        parts += ["<h2>Serial comparisons</h2>", _changes_table(whole_film)]
+        parts += ["<h2>Serial comparisons</h2>",
+                  _table(whole_film, CHANGE_TABLE, 'id="changes"',
+                         failed=lambda row: row.get("status") == "refused")]
         parts += [f'<img class="plot" src="{_text(path)}" alt="burden over time">'
                   for path in plots]
     for row in films:
@@ -135,43 +144,9 @@ def run_report_html(images: Sequence[dict], deposits: Iterable[dict], regions: I
                                    by_film_deposits.get(row["image_id"], []))
     if skipped:
         parts += [f"<details><summary>{len(skipped)} files skipped</summary>",
-                  '<table id="skipped"><tr><th class="text">file</th>'
-                  '<th class="text">reason</th></tr>']
-        parts += [f'<tr><td class="text">{_text(row.get("source_path"))}</td>'
-                  f'<td class="text">{_text(row.get("notes"))}</td></tr>' for row in skipped]
-        parts += ["</table>", "</details>"]
+                  _table(skipped, SKIPPED_TABLE, 'id="skipped"'), "</details>"]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
-
-
-def _films_table(films: Sequence[dict]) -> str:
-    head = '<th class="text">film</th>' + "".join(
-        f"<th>{_text(heading)}</th>" for _, heading in FILM_TABLE) + '<th class="text">error</th>'
-    lines = ['<table id="films">', f"<tr>{head}</tr>"]
-    for row in films:
-        name = _text(row["image_id"])
-        link = f'<a href="#{name}">{name}</a>' if row["status"] == "ok" else name
-        cells = "".join(f"<td>{_cell(row, column)}</td>" for column, _ in FILM_TABLE)
-        css = ' class="error"' if row["status"] == "error" else ""
-        lines.append(f'<tr{css}><td class="text">{link}</td>{cells}'
-                     f'<td class="text">{_text(row.get("error"))}</td></tr>')
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
-def _changes_table(rows: Sequence[dict]) -> str:
-    head = ('<th class="text">baseline</th><th class="text">follow-up</th>'
-            + "".join(f"<th>{_text(heading)}</th>" for _, heading in CHANGE_TABLE)
-            + '<th class="text">reason</th>')
-    lines = ['<table id="changes">', f"<tr>{head}</tr>"]
-    for row in rows:
-        css = ' class="error"' if row.get("status") == "refused" else ""
-        cells = "".join(f"<td>{_cell(row, column)}</td>" for column, _ in CHANGE_TABLE)
-        lines.append(f'<tr{css}><td class="text">{_text(row.get("baseline_image_id"))}</td>'
-                     f'<td class="text">{_text(row.get("followup_image_id"))}</td>{cells}'
-                     f'<td class="text">{_text(row.get("reason"))}</td></tr>')
-    lines.append("</table>")
-    return "\n".join(lines)
 
 
 def _film_section(image: dict, regions: Sequence[dict], deposits: Sequence[dict]) -> list[str]:
@@ -181,18 +156,34 @@ def _film_section(image: dict, regions: Sequence[dict], deposits: Sequence[dict]
     if image.get("qc_path"):
         parts.append(f'<img class="qc" loading="lazy" src="{_text(image.get("qc_path"))}" '
                      f'alt="QC overlay of {name}">')
-    parts.append(_table(regions, REGION_TABLE, "regions"))
-    parts.append(_table(deposits, DEPOSIT_TABLE, "deposits") if deposits
+    parts.append(_table(regions, REGION_TABLE, 'class="regions"'))
+    parts.append(_table(deposits, DEPOSIT_TABLE, 'class="deposits"') if deposits
                  else '<p class="deposits">No deposit found.</p>')
     parts.append("</section>")
     return parts
 
 
-def _table(rows: Sequence[dict], columns, kind: str) -> str:
-    head = "".join(f"<th>{_text(heading)}</th>" for _, heading in columns)
-    body = ["<tr>" + "".join(f"<td>{_cell(row, column)}</td>" for column, _ in columns)
-            + "</tr>" for row in rows]
-    return "\n".join([f'<table class="{kind}">', f"<tr>{head}</tr>", *body, "</table>"])
+def _table(rows: Sequence[dict], columns, attributes: str, *, failed=None,
+           linked: str | None = None) -> str:
+    """A table of `rows` over `columns` ((column, heading) pairs); `failed(row)` marks a row
+    as an error and `linked` names the column whose ok rows link to their film's section."""
+    head = "".join(f"<th{_align(column)}>{_text(heading)}</th>" for column, heading in columns)
+    lines = [f"<table {attributes}>", f"<tr>{head}</tr>"]
+    for row in rows:
+        cells = []
+        for column, _ in columns:
+            cell = _cell(row, column)
+            if column == linked and row.get("status") == "ok":
+                cell = f'<a href="#{cell}">{cell}</a>'
+            cells.append(f"<td{_align(column)}>{cell}</td>")
+        css = ' class="error"' if failed is not None and failed(row) else ""
+        lines.append(f"<tr{css}>{''.join(cells)}</tr>")
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _align(column: str) -> str:
+    return ' class="text"' if column in TEXT_COLUMNS else ""
 
 
 def _text(value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,24 @@ def _disc_film(shape, spacing_mm, radius_mm, blobs, seed=0) -> np.ndarray:
 def disc_film():
     """Builds tiny synthetic films (see `_disc_film`)."""
     return _disc_film
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven through Selenium, for the HTML report; skips without it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.skip("needs Chromium and ChromeDriver (Debian: apt-get install chromium "
+                    "chromium-driver; .ci/run installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver),
+                              options=options)
+    yield driver
+    driver.quit()

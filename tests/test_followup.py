@@ -14,6 +14,7 @@ from imaging.config import AnalysisConfig, RegistrationConfig, load_config
 from pipelines import followup
 from pipelines.batch import Workers
 from pipelines.inputs import InputFile, image_ids
+from pipelines.report import REPORT_NAME
 
 FAST = AnalysisConfig(
     registration=RegistrationConfig(start_scales=(1.0,), start_rotation_step_deg=4.0))
@@ -75,6 +76,21 @@ def test_track_two_films(tracked):
                             "ORDER BY region").fetchall()
     assert ("all", category, pytest.approx(float(whole[0]["baseline_area_mm2"]))) in stored
     assert len(stored) == len(changes)
+
+
+def test_the_track_report_shows_the_comparison_and_the_plot(tracked, browser):
+    from selenium.webdriver.common.by import By
+
+    out = tracked
+    (change,) = [row for row in _rows(out / "changes.csv") if row["region"] == "all"]
+    browser.get((out / REPORT_NAME).as_uri())
+    (line,) = browser.find_elements(By.CSS_SELECTOR, "#changes tr")[1:]
+    cells = [cell.text for cell in line.find_elements(By.TAG_NAME, "td")]
+    assert cells[:2] == [change["baseline_image_id"], change["followup_image_id"]]
+    assert change["category"] in cells
+    (plot,) = browser.find_elements(By.CSS_SELECTOR, "img.plot")
+    assert browser.execute_script("return arguments[0].naturalWidth", plot) > 0
+    assert len(browser.find_elements(By.CSS_SELECTOR, "section")) == 2  # both films
 
 
 @pytest.mark.slow

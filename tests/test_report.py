@@ -1,13 +1,13 @@
 """The run report (`pipelines.report`), opened in a real headless browser.
 
-Chromium is driven through Selenium and ChromeDriver (Debian's chromium and chromium-driver,
-which `.ci/run` installs); without them these tests skip and say so.
+Chromium is driven through Selenium and ChromeDriver (the `browser` fixture of conftest.py;
+Debian's chromium and chromium-driver, which `.ci/run` installs); without them the browser
+tests skip and say so. The ``track`` report is checked in tests/test_followup.py.
 """
 
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import cv2
@@ -17,16 +17,8 @@ from imaging.dicom import write_dicom
 from pipelines.cli import main
 from pipelines.report import REPORT_NAME, run_report_html
 
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_images"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 SPACING_MM = 0.2
 HOSTILE_NAME = "broken <b>film.dcm"
-
-needs_browser = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver; "
-           ".ci/run installs them)")
 
 
 @pytest.fixture(scope="module")
@@ -45,27 +37,11 @@ def run(tmp_path_factory, disc_film) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1200,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-                              options=options)
-    yield driver
-    driver.quit()
-
-
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
-@needs_browser
 def test_the_report_shows_every_film_its_overlay_and_its_deposits(run, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
@@ -94,7 +70,6 @@ def test_the_report_shows_every_film_its_overlay_and_its_deposits(run, browser):
         assert float(cells[2].text) == pytest.approx(float(row["total_area_mm2"]), abs=0.05)
 
 
-@needs_browser
 def test_a_failed_film_shows_its_error_and_a_hostile_name_stays_text(run, browser):
     from selenium.webdriver.common.by import By
 
@@ -105,24 +80,6 @@ def test_a_failed_film_shows_its_error_and_a_hostile_name_stays_text(run, browse
     assert browser.find_elements(By.TAG_NAME, "b") == [], "a file name became markup"
     skipped = browser.find_element(By.ID, "skipped")
     assert "notes.txt" in skipped.get_attribute("textContent")
-
-
-@needs_browser
-def test_the_track_report_shows_the_comparison_and_the_plot(tmp_path, browser):
-    from selenium.webdriver.common.by import By
-
-    films = [SAMPLE_IMAGES / f"hand_patient1_v{visit}.dcm" for visit in (1, 2)]
-    out = tmp_path / "out"
-    main(["track", *map(str, films), "--out", str(out), "--jobs", "1"])
-    (change,) = [row for row in _rows(out / "changes.csv") if row["region"] == "all"]
-    browser.get((out / REPORT_NAME).as_uri())
-    (line,) = browser.find_elements(By.CSS_SELECTOR, "#changes tr")[1:]
-    cells = [cell.text for cell in line.find_elements(By.TAG_NAME, "td")]
-    assert cells[:2] == [change["baseline_image_id"], change["followup_image_id"]]
-    assert change["category"] in cells
-    (plot,) = browser.find_elements(By.CSS_SELECTOR, "img.plot")
-    assert browser.execute_script("return arguments[0].naturalWidth", plot) > 0
-    assert len(browser.find_elements(By.CSS_SELECTOR, "section")) == 2  # both films
 
 
 def test_the_report_is_the_same_for_the_same_rows(run):

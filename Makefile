@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-accuracy bench-misses bench-speed bench-batch samples qc-picture clean
+.PHONY: run test bench bench-accuracy bench-misses bench-clutter bench-speed bench-batch samples qc-picture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ bench-accuracy: $(STAMP)
 
 bench-misses: $(STAMP)
 	$(BIN)/python benchmarks/misses.py
+
+bench-clutter: $(STAMP)
+	$(BIN)/python benchmarks/clutter.py
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py

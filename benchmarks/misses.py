@@ -1,8 +1,9 @@
 """Why the detector misses deposits and where its false ones lie, on the accuracy suite.
 
 Each missed deposit is put in the first class that explains it: small or faint (outside the
-issue's targets), outside the body mask, inside the bone mask, in an excluded region, in the
-band kept clear beside bone, or missed in soft tissue (the detector saw it and passed). Each
+issue's targets), outside the body mask, inside the bone mask (over the phantom's true bone, or
+off it: soft tissue the bone mask took in), in an excluded region, in the band kept clear
+beside bone, or missed in soft tissue (the detector saw it and passed). Each
 false deposit is near bone, near the skin, or in soft tissue. Run:
 `python benchmarks/misses.py [--n-films 60] [--seed 0]`.
 """
@@ -53,7 +54,9 @@ def classify_film(film, findings):
         elif not body[inside].any():
             why = "outside body"
         elif bone[inside].mean() > 0.5:
-            why = "in bone mask"
+            # On the phantom's true bone, or soft tissue the bone mask took in?
+            why = ("in bone mask, on bone" if film.bone_mask[inside].mean() > 0.5
+                   else "in bone mask, off bone")
         elif excluded[inside].mean() > 0.5:
             why = "excluded"
         elif searched[inside].mean() < 0.5:

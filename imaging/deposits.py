@@ -365,13 +365,28 @@ def _significance(excess: np.ndarray, weights: np.ndarray, grid: AnalysisGrid, s
     ew = np.where(weights, excess, 0).astype(np.float32)
     best = np.zeros(excess.shape, np.float32)
     for scale_mm in scales_mm:
-        sigma = max(grid.mm_to_px(scale_mm) / 4.0, 0.5)
-        weight = np.maximum(blur(w, sigma), 1e-3)
-        smoothed = np.divide(blur(ew, sigma), weight, out=weight)
+        smoothed = smoothed_excess(ew, w, grid, scale_mm)
         significance = np.divide(smoothed, local_spread(smoothed, weights, tile_px), out=smoothed)
         np.maximum(best, significance, out=best)
     best[~weights] = 0
     return best
+
+
+def smoothed_excess(excess: np.ndarray, weights: np.ndarray, grid: AnalysisGrid,
+                    scale_mm: float) -> np.ndarray:
+    """The excess smoothed over soft tissue only, for deposits `scale_mm` wide (Gaussian
+    sigma = a quarter of it): a normalised convolution.
+
+    Parameters
+    ----------
+    excess : ndarray of float32
+        Excess over the background, 0 outside the soft tissue.
+    weights : ndarray of float32
+        1 on the soft tissue, 0 elsewhere.
+    """
+    sigma = max(grid.mm_to_px(scale_mm) / 4.0, 0.5)
+    weight = np.maximum(blur(weights, sigma), 1e-3)
+    return np.divide(blur(excess, sigma), weight, out=weight)
 
 
 def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,

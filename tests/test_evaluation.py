@@ -21,9 +21,9 @@ from imaging.evaluation import (TruthDeposit, band_of, change_category, format_r
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark",
-                                                  ROOT / "benchmarks" / "accuracy.py")
+def _benchmark(name: str = "accuracy"):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark",
+                                                  ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module        # workers and dataclasses need it importable
     spec.loader.exec_module(module)
@@ -215,3 +215,20 @@ def test_benchmark_command_line(tmp_path, capsys):
                        "--json", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "predictor: oracle" in out and path.is_file()
+
+
+def test_clutter_benchmark_sees_quantum_noise_fall_with_dose():
+    """The finest scale's spread holds quantum noise: re-exposing the same negative film at
+    the phantom's highest dose, masks kept, must lower it; every spread is positive."""
+    from imaging.config import AnalysisConfig
+    from imaging.phantom import PhantomSpec, make_film
+    from imaging.phantom.film import reexpose
+
+    clutter = _benchmark("clutter")
+    film = make_film(PhantomSpec("hand", seed=3, spacing_mm=0.3, n_deposits=0, dose=0.5))
+    config = AnalysisConfig()
+    anatomy, own = clutter.scale_spreads(film, config)
+    _, high = clutter.scale_spreads(reexpose(film, clutter.HIGH_DOSE), config, anatomy)
+    assert len(own) == len(config.detection.scales_mm)
+    assert np.all(own > 0) and np.all(high > 0)
+    assert high[0] < 0.8 * own[0]

@@ -3,8 +3,9 @@
 Each missed deposit is put in the first class that explains it: small or faint (outside the
 issue's targets), outside the body mask, inside the bone mask (over the phantom's true bone, or
 off it: soft tissue the bone mask took in), in an excluded region, in the band kept clear
-beside bone, or missed in soft tissue (the detector saw it and passed). Each
-false deposit is near bone, near the skin, or in soft tissue. Run:
+beside bone, or missed in soft tissue (the detector saw it and passed). Each false deposit is
+near bone, near the skin, or in soft tissue. The bone mask's own errors, behind both (deposits
+taken in, bone left out in the soft tissue), are summed per anatomy. Run:
 `python benchmarks/misses.py [--n-films 60] [--seed 0]`.
 """
 
@@ -23,13 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import build_suite, generate  # noqa: E402
 
 from imaging.anatomy import disk  # noqa: E402
+from imaging.config import AnalysisConfig  # noqa: E402
 from imaging.deposits import find_deposits, search_region  # noqa: E402
 
 NEAR_MM = 2.0
+#: Bone-mask errors count only this far (mm) beyond the other outline (edge blur is no error).
+OUTLINE_TOLERANCE_MM = 0.5
 
 
-def classify_film(film, findings):
-    """(miss classes, false-deposit classes) of one phantom film."""
+def classify_film(film, findings, config: AnalysisConfig):
+    """(miss classes, false-deposit classes, bone-mask errors) of one phantom film analysed
+    with `config`."""
     grid, anatomy = findings.grid, findings.anatomy
 
     def source(mask):
@@ -72,7 +77,24 @@ def classify_film(film, findings):
         where = ("near bone" if near_bone[inside].mean() > 0.5 else
                  "near skin" if near_skin[inside].mean() > 0.5 else "soft tissue")
         false.append((where, deposit))
-    return misses, false
+    return misses, false, bone_mask_errors(film, bone, excluded, config.anatomy.joint_space_mm)
+
+
+def bone_mask_errors(film, bone: np.ndarray, excluded: np.ndarray, joint_space_mm: float
+                     ) -> tuple[float, float]:
+    """(soft tissue the bone mask takes in, true bone it leaves out), mm², in the exposed
+    field outside the `excluded` regions and farther than `OUTLINE_TOLERANCE_MM` from the
+    other outline. Joint spaces, which the mask bridges by design, do not count: gaps between
+    true bones up to twice `joint_space_mm` (the mask's closing acts on its own outline, a
+    little wider than the true one)."""
+    spacing = film.radiograph.spacing_mm[0]
+    tolerance = disk(2 * OUTLINE_TOLERANCE_MM / spacing + 1)
+    truth = (film.bone_mask & film.field_mask & ~excluded).astype(np.uint8)
+    bridged = cv2.morphologyEx(truth, cv2.MORPH_CLOSE, disk(2 * joint_space_mm / spacing))
+    taken_in = bone & film.field_mask & ~excluded & ~(cv2.dilate(bridged, tolerance) > 0)
+    left_out = (truth > 0) & ~(cv2.dilate(bone.astype(np.uint8), tolerance) > 0)
+    return (float(taken_in.sum() * film.pixel_area_mm2),
+            float(left_out.sum() * film.pixel_area_mm2))
 
 
 def main(argv=None) -> int:
@@ -82,9 +104,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     miss_counts, false_counts = collections.Counter(), collections.Counter()
     by_morphology = collections.Counter()
+    bone_errors = collections.defaultdict(list)
+    config = AnalysisConfig()
     for item in build_suite(args.n_films, args.seed):
         for film_id, film in generate(item):
-            misses, false = classify_film(film, find_deposits(film.radiograph))
+            misses, false, errors = classify_film(film, find_deposits(film.radiograph, config),
+                                                  config)
+            bone_errors[film.spec.anatomy].append(errors)
             for why, deposit in misses:
                 miss_counts[why] += 1
                 if why != "small or faint":
@@ -99,6 +125,12 @@ def main(argv=None) -> int:
     print("missed by cause and morphology:",
           {f"{why}/{kind}": n for (why, kind), n in by_morphology.most_common()})
     print("false deposits by place:", dict(false_counts.most_common()))
+    print(f"bone mask (more than {OUTLINE_TOLERANCE_MM} mm off the true outline), per film:")
+    for anatomy, rows in sorted(bone_errors.items()):
+        taken_in, left_out = np.array(rows).T
+        print(f"  {anatomy:<10} soft tissue taken in: median {np.median(taken_in):6.0f} mm², "
+              f"max {taken_in.max():6.0f};  bone left out: median {np.median(left_out):5.0f} mm², "
+              f"max {left_out.max():5.0f}   ({len(rows)} films)")
     return 0
 
 

@@ -191,9 +191,32 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         lost = bone & ~kept
         cut = lost & up(near_border)
         bone = (kept | _pieces_holding(lost, cut)) if cut.any() else kept
+        bone |= _bone_bridges(lost, kept, config.bridge_min_elongation)
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
+
+
+def _bone_bridges(lost: np.ndarray, kept: np.ndarray, min_elongation: float) -> np.ndarray:
+    """The pieces of `lost` that join two separate stretches of `kept` end to end.
+
+    Where a thin long bone (the fibula) narrows below the appendage cut's width, the cut
+    leaves a gap in it; that piece touches the kept bone at both ends and is elongated, while
+    a deposit the cut took off a bone hangs on it along one stretch of its outline.
+    """
+    result = np.zeros_like(lost)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(lost.astype(np.uint8),
+                                                               connectivity=8)
+    touch = np.ones((3, 3), np.uint8)
+    for label in range(1, count):
+        x, y, w, h, _ = stats[label]
+        box = (slice(max(y - 1, 0), y + h + 1), slice(max(x - 1, 0), x + w + 1))
+        piece = labels[box] == label
+        contact = (cv2.dilate(piece.astype(np.uint8), touch) > 0) & kept[box]
+        stretches, _ = cv2.connectedComponents(contact.astype(np.uint8), connectivity=8)
+        if stretches - 1 >= 2 and _elongation(piece) >= min_elongation:
+            result[box] |= piece
+    return result
 
 
 def _pieces_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:

@@ -66,6 +66,10 @@ class AnatomyConfig:
     bone scale (it finds cortex and small bones)."""
     bone_min_width_mm: float = 3.0
     """Bone is at least this wide; narrower bright appendages (deposits) are not bone."""
+    bridge_min_elongation: float = 2.0
+    """...except a narrower piece at least this elongated that joins two parts of the bone
+    end to end: a thin section of a long bone (the fibula), where an appendage hangs on one
+    part only."""
     bone_min_area_mm2: float = 60.0
     """Isolated dense islands (joint spaces bridged) smaller than this are deposits, not bone;
     small bones such as sesamoids join their neighbours across the joint."""
@@ -122,6 +126,9 @@ class DetectionConfig:
     """Hysteresis: deposits extend over connected pixels above this many spreads."""
     min_area_mm2: float = 0.25
     """Smaller candidates are noise."""
+    min_outline_area_mm2: float = 0.1
+    """A deposit's final outline (in the source grid) smaller than this is a noise spike
+    beside a candidate, a few pixels at half its own peak, not a deposit."""
     max_area_mm2: float = 150.0
     """Larger connected regions are soft-tissue structure, not one deposit."""
     min_width_mm: float = 0.6

@@ -119,9 +119,11 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     metal object. A deposit lying along the bone mask for much of its outline
     (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
     missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on; a long
-    straight rod (`rod_*`) is hardware. The kept deposits are renumbered 1..N.
+    straight rod (`rod_*`) is hardware; an outline of a few pixels
+    (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
     """
-    kept = [d for d in deposits if _stands_out(d, detection, pixel_area_mm2)
+    kept = [d for d in deposits if not _noise_spike(d, detection, pixel_area_mm2)
+            and _stands_out(d, detection, pixel_area_mm2)
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
             and not _along_bone_edge(d, detection, pixel_area_mm2)
             and not _along_skin_line(d, detection, pixel_area_mm2)
@@ -159,6 +161,12 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
         return False
     return (deposit.rim_cnr >= rim_cnr
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
+
+
+def _noise_spike(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """A final outline smaller than `min_outline_area_mm2` (needs the source pixel area)."""
+    area_mm2 = _area_mm2(deposit, pixel_area_mm2)
+    return area_mm2 is not None and area_mm2 < detection.min_outline_area_mm2
 
 
 def _area_mm2(deposit, pixel_area_mm2: float | None) -> float | None:

@@ -441,3 +441,47 @@ def test_outline_keeps_specks_near_the_seed_and_splits_distant_ones():
     assert labels.max() == 2
     assert labels[40, 40] == labels[40, 50] != labels[40, 100]
     assert labels[40, 100] > 0 and labels[120, 120] == 0  # the unseeded speck is not outlined
+
+
+def test_a_gap_in_a_thin_long_bone_stays_bone_and_a_lump_on_a_bone_does_not():
+    """The appendage cut opens a gap where a thin long bone narrows; that piece joins two
+    stretches of the kept bone end to end, while a lump the cut took off hangs on one."""
+    from imaging.anatomy import _bone_bridges
+
+    kept = np.zeros((120, 60), bool)
+    kept[5:50, 20:30] = kept[70:115, 20:30] = True       # the bone above and below the gap
+    lost = np.zeros_like(kept)
+    lost[50:70, 23:27] = True                            # the narrow stretch between them
+    lost[20:30, 30:36] = True                            # a lump on the side of the upper part
+    bridges = _bone_bridges(lost, kept, AnalysisConfig().anatomy.bridge_min_elongation)
+    assert bridges[50:70, 23:27].all()
+    assert not bridges[20:30, 30:36].any()
+
+
+def test_a_lower_leg_film_has_no_false_deposits_on_the_fibula():
+    """Where the fibula narrows below the appendage cut's width, the stretch cut out of the
+    bone mask was reported as a deposit on this film (the accuracy suite's f003)."""
+    film = make_film(PhantomSpec("lower_leg", seed=1655788644, spacing_mm=0.2, dose=0.668))
+    findings = find_deposits(film.radiograph)
+    false = [d.label for d in findings.deposits
+             if not (film.truth_labels[findings.labels == d.label] > 0).any()]
+    assert findings.deposits and false == []
+
+
+def test_an_outline_of_a_few_pixels_is_a_noise_spike(dense_stones):
+    """A final outline smaller than `min_outline_area_mm2` is dropped whatever its contrast."""
+    import dataclasses
+
+    from imaging.deposits import select_deposits
+
+    film, findings = dense_stones
+    detection = AnalysisConfig().detection
+    labels = (findings.labels == findings.deposits[0].label).astype(np.int32)
+    stone = dataclasses.replace(findings.deposits[0], label=1)
+    area = film.pixel_area_mm2
+
+    def kept(area_mm2):
+        deposit = dataclasses.replace(stone, area_px=max(1, int(area_mm2 / area)))
+        return len(select_deposits(labels, (deposit,), detection, pixel_area_mm2=area)[1]) == 1
+
+    assert kept(2.0) and not kept(0.5 * detection.min_outline_area_mm2)

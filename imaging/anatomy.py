@@ -205,13 +205,17 @@ def _bone_bridges(lost: np.ndarray, kept: np.ndarray, min_elongation: float) -> 
     a deposit the cut took off a bone hangs on it along one stretch of its outline.
     """
     result = np.zeros_like(lost)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(lost.astype(np.uint8),
-                                                               connectivity=8)
+    # Outlines, not a label image: far faster on a whole film with few pieces.
+    contours, _ = cv2.findContours(lost.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
     touch = np.ones((3, 3), np.uint8)
-    for label in range(1, count):
-        x, y, w, h, _ = stats[label]
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
         box = (slice(max(y - 1, 0), y + h + 1), slice(max(x - 1, 0), x + w + 1))
-        piece = labels[box] == label
+        piece = np.zeros(lost[box].shape, np.uint8)
+        cv2.drawContours(piece, [contour], -1, 1, cv2.FILLED,
+                         offset=(-box[1].start, -box[0].start))
+        piece = (piece > 0) & lost[box]
         contact = (cv2.dilate(piece.astype(np.uint8), touch) > 0) & kept[box]
         stretches, _ = cv2.connectedComponents(contact.astype(np.uint8), connectivity=8)
         if stretches - 1 >= 2 and _elongation(piece) >= min_elongation:

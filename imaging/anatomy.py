@@ -191,6 +191,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         lost = bone & ~kept
         cut = lost & up(near_border)
         bone = (kept | _pieces_holding(lost, cut)) if cut.any() else kept
+        # A thin stretch of a long bone that the cut opened stays bone too.
         bone |= _bone_bridges(lost, kept, config.bridge_min_elongation)
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)

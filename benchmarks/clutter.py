@@ -64,7 +64,8 @@ def main(argv=None) -> int:
             dose = film.spec.dose
             anatomy, own = scale_spreads(film, config)
             _, high = scale_spreads(reexpose(film, HIGH_DOSE), config, anatomy)
-            clutter = np.clip((HIGH_DOSE * high ** 2 - dose * own ** 2) / (HIGH_DOSE - dose), 0, None)
+            clutter = np.clip((HIGH_DOSE * high ** 2 - dose * own ** 2) / (HIGH_DOSE - dose),
+                              0, None)
             share = np.minimum(clutter / own ** 2, 1.0)
             shares[film.spec.anatomy].append(share)
             print(f"{film_id:<16}{dose:6.2f}   "

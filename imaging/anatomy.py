@@ -206,22 +206,32 @@ def _bone_bridges(lost: np.ndarray, kept: np.ndarray, min_elongation: float) -> 
     a deposit the cut took off a bone hangs on it along one stretch of its outline.
     """
     result = np.zeros_like(lost)
-    # Outlines, not a label image: far faster on a whole film with few pieces.
-    contours, _ = cv2.findContours(lost.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
     touch = np.ones((3, 3), np.uint8)
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
-        box = (slice(max(y - 1, 0), y + h + 1), slice(max(x - 1, 0), x + w + 1))
-        piece = np.zeros(lost[box].shape, np.uint8)
-        cv2.drawContours(piece, [contour], -1, 1, cv2.FILLED,
-                         offset=(-box[1].start, -box[0].start))
-        piece = (piece > 0) & lost[box]
+    for box, piece in _outlined_pieces(lost, 1):
         contact = (cv2.dilate(piece.astype(np.uint8), touch) > 0) & kept[box]
         stretches, _ = cv2.connectedComponents(contact.astype(np.uint8), connectivity=8)
         if stretches - 1 >= 2 and _elongation(piece) >= min_elongation:
             result[box] |= piece
     return result
+
+
+def _outlined_pieces(mask: np.ndarray, pad_px: int, min_box_px: float = 0):
+    """Yield (box, piece) for each connected piece of `mask`, found from its outline: far
+    faster than a label image on a whole film with few pieces. `box` is the piece's bounding
+    box grown by `pad_px` (within the film), `piece` its mask there; pieces whose bounding box
+    holds fewer than `min_box_px` pixels are passed over."""
+    mask = mask.view(np.uint8) if mask.dtype == bool else mask
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h < min_box_px:
+            continue
+        box = (slice(max(y - pad_px, 0), y + h + pad_px),
+               slice(max(x - pad_px, 0), x + w + pad_px))
+        piece = np.zeros(mask[box].shape, np.uint8)
+        cv2.drawContours(piece, [contour], -1, 1, cv2.FILLED,
+                         offset=(-box[1].start, -box[0].start))
+        yield box, (piece > 0) & (mask[box] > 0)
 
 
 def _pieces_holding(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
@@ -301,22 +311,11 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
                      config: AnatomyConfig) -> np.ndarray:
     """The pieces of `lost` that pass the small-bone tests of `_small_bones_and_bone_ends`."""
     result = np.zeros_like(bone)
-    # Outlines, not a label image: far faster on a whole film with few pieces.
-    contours, _ = cv2.findContours(lost, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     min_area = config.small_bone_min_area_mm2 / spacing_mm ** 2
     max_area = config.small_bone_max_area_mm2 / spacing_mm ** 2
-    pad = int(round(3.0 / spacing_mm))
     ring_disk = disk(2 * 1.5 / spacing_mm + 1)
     edge_disk = disk(2 * 0.4 / spacing_mm + 1)
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
-        if w * h < min_area:
-            continue
-        box = (slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad))
-        piece = np.zeros(lost[box].shape, np.uint8)
-        cv2.drawContours(piece, [contour], -1, 1, cv2.FILLED,
-                         offset=(-box[1].start, -box[0].start))
-        piece = (piece > 0) & (lost[box] > 0)
+    for box, piece in _outlined_pieces(lost, int(round(3.0 / spacing_mm)), min_area):
         if piece.sum() < min_area:
             continue
         local = values[box]

@@ -15,7 +15,7 @@ import numpy as np
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from .config import AnatomyConfig
-from .preprocess import AnalysisGrid, robust_sd, smooth_background
+from .preprocess import AnalysisGrid, robust_sd, skin_depth_background, smooth_background
 
 #: Body parts (DICOM Body Part Examined) filmed at the hand/forearm bone scale...
 HAND_SCALE_PARTS = frozenset({"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"})
@@ -47,6 +47,9 @@ SMALL_BONE_OPENINGS_MM = (1.5, 1.0)
 #: The bone outline is refined within this many coarse pixels of its coarse outline (the
 #: watershed on the coarse grid can put it more than one coarse pixel off the cortex).
 BONE_REFINE_BAND = 2.5
+#: Tiles (mm) of the soft-tissue level by depth below the skin that finds gaps inside the
+#: bone mask (as the deposit background's, `imaging.deposits.contrast_to_noise`).
+SOFT_TISSUE_TILE_MM = 32.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +175,11 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     bone = up(bone)
     if has_bone and bone.any():
         bone = _refine_edges(values, bone, body, BONE_REFINE_BAND * band, 0.5, grid.mm_to_px(0.2))
+        if scale_mm == config.bone_scale_mm:
+            # (Not on large limbs: a stretch of the fibula is as thin, and the interosseous
+            # space detaches it from the tibia.)
+            bone = _without_detached_strips(values, bone, body, bone_level, grid.spacing_mm,
+                                            config)
         # Joint spaces (1-2 mm gaps between bone ends) are not soft tissue; marrow and
         # cancellous bone enclosed by cortex are bone.
         bone = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,
@@ -196,6 +204,54 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         bone |= _small_bones_and_bone_ends(values, floor, up(coarse_bone) & body & ~excluded_fine,
                                            bone, bone_level, grid.spacing_mm, config)
     return Anatomy(body, bone, excluded_fine, soft_level, bone_level)
+
+
+def _without_detached_strips(values: np.ndarray, bone: np.ndarray, body: np.ndarray,
+                             bone_level: float, spacing_mm: float,
+                             config: AnatomyConfig) -> np.ndarray:
+    """The refined bone mask without the strips of calcium that soft tissue detaches from it.
+
+    The coarse watershed cannot resolve the 1-2.5 mm of soft tissue between a bone and a
+    strip-shaped deposit along it (a plate, a sheet), and the refinement keeps the inside of
+    the coarse outline, gap and all. Gap pixels lie less than `soft_gap_fraction` of the bone
+    reference above the soft tissue at their depth below the skin (learnt from the body
+    outside the mask); a piece of the mask that they detach, narrower than the appendage
+    cut (`bone_min_width_mm`) and smaller than a bone (`bone_min_area_mm2`), goes, with the
+    gap within 3 mm of it.
+    """
+    # The soft-tissue level is smooth: it is learnt (from the body more than 2 mm from the
+    # mask, beyond the refinement band) and evaluated on a grid twice as coarse.
+    rows, cols = values.shape
+    half = (max(1, cols // 2), max(1, rows // 2))
+    half_mm = spacing_mm * cols / half[0]
+    half_body = cv2.resize(body.view(np.uint8), half, interpolation=cv2.INTER_NEAREST)
+    half_bone = cv2.resize(bone.view(np.uint8), half, interpolation=cv2.INTER_NEAREST)
+    near_bone = cv2.dilate(half_bone, disk(2 * 2.0 / half_mm + 1)) > 0
+    depth_mm = cv2.distanceTransform(half_body, cv2.DIST_L2, 5) * half_mm
+    soft_level = skin_depth_background(cv2.resize(values, half, interpolation=cv2.INTER_AREA),
+                                       (half_body > 0) & ~near_bone, depth_mm,
+                                       int(SOFT_TISSUE_TILE_MM / half_mm))
+    soft_level = cv2.resize(soft_level, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    smooth = cv2.GaussianBlur(values, (0, 0), max(0.2 / spacing_mm, 0.5))
+    gaps = bone & (smooth < soft_level + config.soft_gap_fraction * bone_level)
+    if not gaps.any():
+        return bone
+    rest = (bone & ~gaps).astype(np.uint8)
+    core = cv2.morphologyEx(rest, cv2.MORPH_OPEN, disk(config.bone_min_width_mm / spacing_mm))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    wide = np.zeros(count, bool)
+    wide[labels[core > 0]] = True
+    detached = np.zeros(count, bool)
+    detached[labels[(cv2.dilate(gaps.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+                    & (rest > 0)]] = True
+    strip = (detached & ~wide
+             & (stats[:, cv2.CC_STAT_AREA] <= config.bone_min_area_mm2 / spacing_mm ** 2))
+    strip[0] = False
+    strips = strip[labels]
+    if not strips.any():
+        return bone
+    around = cv2.distanceTransform((~strips).view(np.uint8), cv2.DIST_L2, 3) * spacing_mm <= 3.0
+    return bone & ~strips & ~(gaps & around)
 
 
 def _bone_bridges(lost: np.ndarray, kept: np.ndarray, min_elongation: float) -> np.ndarray:

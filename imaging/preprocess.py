@@ -207,3 +207,88 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
                        interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma_px / factor)
     return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.ndarray,
+                          tile_px: int, bin_mm: float = 0.5) -> np.ndarray:
+    """Soft-tissue level as a function of depth below the skin, per neighbourhood.
+
+    Within each tile, the weighted pixels are binned by their depth below the skin and
+    each bin's robust mean (one 3-sigma clipping pass) is its level; a pixel's background
+    blends the profiles of the four nearest tiles at its own depth. Bins without data take
+    the nearest filled bin of the same tile; tiles without data take the whole film's
+    profile. Regions that are not soft tissue (bone, air) get the level of their depth too.
+    """
+    rows, cols = values.shape
+    tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
+    bins = int(np.ceil(float(depth_mm.max()) / bin_mm)) + 1
+    depth_bin = np.minimum((depth_mm / bin_mm).astype(np.int32), bins - 1)
+    tile_r = np.minimum(np.arange(rows) * tiles_r // rows, tiles_r - 1)
+    tile_c = np.minimum(np.arange(cols) * tiles_c // cols, tiles_c - 1)
+    tile_index = tile_r[:, None] * tiles_c + tile_c[None, :]
+    n_groups = tiles_r * tiles_c * bins
+    group = (tile_index * bins + depth_bin)[weights]
+    sample = values[weights].astype(np.float64)
+    profile = _clipped_group_means(group, sample, n_groups).reshape(tiles_r * tiles_c, bins)
+    overall = _clipped_group_means(depth_bin[weights], sample, bins)
+    overall = _fill_along_depth(overall[None, :])[0]
+    profile = _fill_along_depth(profile)
+    empty = np.isnan(profile).all(axis=1)
+    profile[empty] = overall
+    profile = profile.reshape(tiles_r, tiles_c, bins)
+    # Blend the four nearest tile centres bilinearly, block by block of pixels that share
+    # the same four tiles (small look-up tables, cache-sized arrays).
+    fr = np.clip((np.arange(rows) + 0.5) * tiles_r / rows - 0.5, 0, tiles_r - 1)
+    fc = np.clip((np.arange(cols) + 0.5) * tiles_c / cols - 0.5, 0, tiles_c - 1)
+    r0, c0 = np.floor(fr).astype(np.int32), np.floor(fc).astype(np.int32)
+    r1, c1 = np.minimum(r0 + 1, tiles_r - 1), np.minimum(c0 + 1, tiles_c - 1)
+    wr = (fr - r0).astype(np.float32)[:, None]
+    wc = (fc - c0).astype(np.float32)[None, :]
+    weights_r, weights_c = (1 - wr, wr), (1 - wc, wc)
+    table = profile.astype(np.float32)
+    result = np.empty((rows, cols), np.float32)
+    for rows_block in _runs(r0):
+        for cols_block in _runs(c0):
+            block = (rows_block, cols_block)
+            depth = depth_bin[block]
+            total = np.zeros(depth.shape, np.float32)
+            for tr, weight_r in zip((r0, r1), weights_r):
+                for tc, weight_c in zip((c0, c1), weights_c):
+                    lookup = table[tr[rows_block.start], tc[cols_block.start]]
+                    total += weight_r[rows_block] * weight_c[:, cols_block] * lookup[depth]
+            result[block] = total
+    return result
+
+
+def _runs(index: np.ndarray) -> list[slice]:
+    """Slices of the runs of equal values in a sorted index."""
+    starts = np.flatnonzero(np.diff(index)) + 1
+    bounds = [0, *starts.tolist(), len(index)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _clipped_group_means(group: np.ndarray, sample: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean per group after dropping values more than 3 standard deviations above it."""
+    count = np.bincount(group, minlength=n_groups)
+    total = np.bincount(group, weights=sample, minlength=n_groups)
+    squares = np.bincount(group, weights=sample ** 2, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    keep = sample <= (mean + 3 * std)[group]
+    count = np.bincount(group[keep], minlength=n_groups)
+    total = np.bincount(group[keep], weights=sample[keep], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= 5, total / count, np.nan)
+
+
+def _fill_along_depth(profile: np.ndarray) -> np.ndarray:
+    """Fill empty depth bins of each row by linear interpolation between filled ones
+    (constant beyond the ends; rows without data stay NaN)."""
+    filled = profile.copy()
+    index = np.arange(profile.shape[1])
+    for row in filled:
+        known = ~np.isnan(row)
+        if known.any() and not known.all():
+            row[:] = np.interp(index, index[known], row[known])
+    return filled

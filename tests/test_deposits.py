@@ -485,3 +485,43 @@ def test_an_outline_of_a_few_pixels_is_a_noise_spike(dense_stones):
         return len(select_deposits(labels, (deposit,), detection, pixel_area_mm2=area)[1]) == 1
 
     assert kept(2.0) and not kept(0.5 * detection.min_outline_area_mm2)
+
+
+def test_a_plate_beside_a_finger_bone_is_found_and_is_not_bone():
+    """The accuracy suite's f000: a 25 mm² plate 2 mm wide runs along a phalanx 2.4 mm from
+    it. The coarse watershed took plate, gap and bone as one bone; the soft-tissue gap now
+    detaches it."""
+    film = make_film(PhantomSpec("hand", seed=63103603, spacing_mm=0.175, dose=0.7395))
+    findings = find_deposits(film.radiograph)
+    plate = film.truth_labels == 1
+    bone = findings.grid.mask_to_source(findings.anatomy.bone)
+    assert bone[plate].mean() < 0.05
+    found = set(np.unique(findings.labels[plate])) - {0}
+    assert found, "the plate beside the bone was missed"
+    area = sum(d.area_mm2 for d in findings.deposits if d.label in found)
+    assert area == pytest.approx(film.deposits[0].area_mm2, rel=0.2)
+
+
+def test_a_detached_strip_leaves_the_bone_mask_and_the_marrow_stays():
+    """Synthetic: a bone 8 mm wide whose marrow is darker than its cortex but far above soft
+    tissue, and a 2 mm strip 2 mm beside it joined to it at both ends (as the coarse mask
+    joins them). The strip and the gap go; the bone, marrow included, stays."""
+    from imaging.anatomy import _without_detached_strips
+
+    spacing = 0.2
+    rng = np.random.default_rng(0)
+    values = np.full((300, 200), 1000.0, np.float32)                  # soft tissue
+    values[:, 60:100] = 3000.0                                        # bone, 8 mm
+    values[:, 60:66] = values[:, 94:100] = 4000.0                     # its cortices
+    values[100:200, 50:60] = 1000.0                                   # the gap, 2 mm
+    values[100:200, 40:50] = 3500.0                                   # the strip, 2 mm
+    values += rng.normal(0, 30, values.shape).astype(np.float32)
+    body = np.zeros(values.shape, bool)
+    body[:, 10:190] = True
+    mask = np.zeros(values.shape, bool)
+    mask[:, 60:100] = True
+    mask[95:205, 40:60] = True                                        # strip and gap in it
+    kept = _without_detached_strips(values, mask, body, bone_level=2500.0, spacing_mm=spacing,
+                                    config=AnalysisConfig().anatomy)
+    assert not kept[100:200, 40:50].any() and not kept[110:190, 50:58].any()
+    assert kept[:, 60:100].all()

@@ -232,11 +232,16 @@ def _without_detached_strips(values: np.ndarray, bone: np.ndarray, body: np.ndar
                                        (half_body > 0) & ~near_bone, depth_mm,
                                        int(SOFT_TISSUE_TILE_MM / half_mm))
     soft_level = cv2.resize(soft_level, (cols, rows), interpolation=cv2.INTER_LINEAR)
-    smooth = cv2.GaussianBlur(values, (0, 0), max(0.2 / spacing_mm, 0.5))
-    gaps = bone & (smooth < soft_level + config.soft_gap_fraction * bone_level)
+    # The rest works on the mask's bounding box, with room for the 3 mm reaches below.
+    x, y, w, h = cv2.boundingRect(cv2.findNonZero(bone.view(np.uint8)))
+    pad = int(np.ceil(3.0 / spacing_mm)) + 2
+    box = (slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad))
+    within = bone[box]
+    smooth = cv2.GaussianBlur(values[box], (0, 0), max(0.2 / spacing_mm, 0.5))
+    gaps = within & (smooth < soft_level[box] + config.soft_gap_fraction * bone_level)
     if not gaps.any():
         return bone
-    rest = (bone & ~gaps).astype(np.uint8)
+    rest = (within & ~gaps).astype(np.uint8)
     core = cv2.morphologyEx(rest, cv2.MORPH_OPEN, disk(config.bone_min_width_mm / spacing_mm))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
     wide = np.zeros(count, bool)
@@ -251,7 +256,9 @@ def _without_detached_strips(values: np.ndarray, bone: np.ndarray, body: np.ndar
     if not strips.any():
         return bone
     around = cv2.distanceTransform((~strips).view(np.uint8), cv2.DIST_L2, 3) * spacing_mm <= 3.0
-    return bone & ~strips & ~(gaps & around)
+    result = bone.copy()
+    result[box] = within & ~strips & ~(gaps & around)
+    return result
 
 
 def _bone_bridges(lost: np.ndarray, kept: np.ndarray, min_elongation: float) -> np.ndarray:

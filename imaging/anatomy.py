@@ -175,9 +175,9 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     bone = up(bone)
     if has_bone and bone.any():
         bone = _refine_edges(values, bone, body, BONE_REFINE_BAND * band, 0.5, grid.mm_to_px(0.2))
-        if scale_mm == config.bone_scale_mm:
-            # (Not on large limbs: a stretch of the fibula is as thin, and the interosseous
-            # space detaches it from the tibia.)
+        if (body_part or "").upper() in HAND_SCALE_PARTS:
+            # (Not on large limbs, where a stretch of the fibula is as thin and the
+            # interosseous space detaches it from the tibia, nor on films of unknown anatomy.)
             bone = _without_detached_strips(values, bone, body, bone_level, grid.spacing_mm,
                                             config)
         # Joint spaces (1-2 mm gaps between bone ends) are not soft tissue; marrow and

@@ -76,12 +76,12 @@ class AnatomyConfig:
     bone_min_island_width_mm: float = 4.0
     """...and so are islands thinner than this (dense plates and sheets)."""
     soft_gap_fraction: float = 0.25
-    """Inside the refined bone outline of a film at the hand bone scale (`bone_scale_mm`:
-    hand, forearm, body part unknown), pixels less than this fraction of the bone reference
+    """Inside the refined bone outline of a hand, wrist or forearm film
+    (`imaging.anatomy.HAND_SCALE_PARTS`), pixels less than this fraction of the bone reference
     above the soft tissue at their depth below the skin are soft tissue: a piece of the mask
-    that such a gap detaches, narrower than
-    `bone_min_width_mm` and smaller than `bone_min_area_mm2`, is a strip of calcium beside
-    the bone, not bone (see `imaging.anatomy._without_detached_strips`)."""
+    that such a gap detaches, narrower than `bone_min_width_mm` and smaller than
+    `bone_min_area_mm2`, is a strip of calcium beside the bone, not bone (see
+    `imaging.anatomy._without_detached_strips`)."""
     bone_contrast_fraction: float = 0.3
     """A pixel is bone when its excess over soft tissue reaches this fraction of the
     film's typical bone excess (the soft tissue to cortex scale)."""

@@ -203,7 +203,11 @@ class DetectionConfig:
     calcium: sheets of calcinosis that long are curved and ragged."""
     skin_line_depth_mm: float = 3.0
     """The skin line (skin seen edge-on, brighter than the fat under it) lies this deep at
-    most below the body outline..."""
+    most below the body outline (on large limbs, where the fat under it is thick)..."""
+    skin_line_depth_hand_mm: float = 2.0
+    """...or this deep on hand, wrist and forearm films (`imaging.anatomy.HAND_SCALE_PARTS`),
+    where the skin is 1-2 mm thick: a sheet of calcinosis under it lies deeper (2.4-3 mm on
+    the phantoms, where the skin lines found lie within 0.6 mm)..."""
     skin_line_max_depth_change: float = 0.1
     """...and a deposit there whose depth below the skin changes by less than this fraction
     of its extent is a strip of skin line the background missed, not calcium (a deposit

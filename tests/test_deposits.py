@@ -525,3 +525,17 @@ def test_a_detached_strip_leaves_the_bone_mask_and_the_marrow_stays():
                                     config=AnalysisConfig().anatomy)
     assert not kept[100:200, 40:50].any() and not kept[110:190, 50:58].any()
     assert kept[:, 60:100].all()
+
+
+def test_a_sheet_under_a_fingers_skin_is_not_the_skin_line():
+    """The accuracy suite's f004: a 48 mm² sheet of calcinosis universalis runs along a
+    finger 2.6 mm under its skin. Hand films' skin lines lie within `skin_line_depth_hand_mm`
+    (2 mm); the large limbs' 3 mm had it dropped as skin seen edge-on."""
+    film = make_film(PhantomSpec("hand", seed=630112362, spacing_mm=0.2, dose=1.9417,
+                                 laterality="L"))
+    findings = find_deposits(film.radiograph)
+    sheet = film.truth_labels == 2
+    assert film.deposits[1].morphology == "universalis"
+    found = set(np.unique(findings.labels[sheet])) - {0}
+    assert found, "the sheet under the skin was dropped"
+    assert sum(d.area_mm2 for d in findings.deposits if d.label in found) > 30.0

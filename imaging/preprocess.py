@@ -1,4 +1,4 @@
-"""Preparing a film for analysis: a fixed-spacing grid, noise levels and smooth backgrounds.
+"""Preparing a film for analysis: a fixed-spacing grid, noise levels and soft-tissue backgrounds.
 
 Every later stage works on the analysis grid, whose spacing is fixed in mm, so that all
 parameters are physical sizes whatever the detector. Intensities stay in the film's own

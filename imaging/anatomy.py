@@ -91,6 +91,12 @@ def disk(diameter_px: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
+def is_hand_film(body_part: str | None) -> bool:
+    """Whether a film's Body Part Examined names a hand, wrist or forearm (`HAND_SCALE_PARTS`);
+    films that name none are not."""
+    return (body_part or "").upper() in HAND_SCALE_PARTS
+
+
 def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
     """Widest bone expected across its shaft on a film of this body part (mm).
 
@@ -175,7 +181,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     bone = up(bone)
     if has_bone and bone.any():
         bone = _refine_edges(values, bone, body, BONE_REFINE_BAND * band, 0.5, grid.mm_to_px(0.2))
-        if (body_part or "").upper() in HAND_SCALE_PARTS:
+        if is_hand_film(body_part):
             # (Not on large limbs, where a stretch of the fibula is as thin and the
             # interosseous space detaches it from the tibia, nor on films of unknown anatomy.)
             bone = _without_detached_strips(values, bone, body, bone_level, grid.spacing_mm,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .anatomy import HAND_SCALE_PARTS, Anatomy, disk, fill_small_holes, find_anatomy
+from .anatomy import Anatomy, disk, fill_small_holes, find_anatomy, is_hand_film
 from .config import AnalysisConfig
 from .measure import DepositMeasures, bounding_boxes, measure_deposits
 from .preprocess import (
@@ -101,7 +101,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                      soft_tissue=grid.mask_to_source(anatomy.soft_tissue),
                      bone=grid.mask_to_source(anatomy.bone), body=grid.mask_to_source(anatomy.body))
     detection = config.detection
-    if (radiograph.metadata.body_part or "").upper() in HAND_SCALE_PARTS:
+    if is_hand_film(radiograph.metadata.body_part):
         detection = dataclasses.replace(detection,
                                         skin_line_depth_mm=detection.skin_line_depth_hand_mm)
     labels, deposits = clock("selection", select_deposits, labels, deposits, detection,

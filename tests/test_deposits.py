@@ -22,6 +22,11 @@ def dense_stones():
     return film, find_deposits(film.radiograph)
 
 
+def _labels_over(findings, truth_mask) -> set:
+    """The labels of the reported deposits that overlap a truth deposit's mask."""
+    return set(np.unique(findings.labels[truth_mask])) - {0}
+
+
 def test_labels_live_in_the_source_grid_and_match_the_measures(dense_stones):
     film, findings = dense_stones
     assert findings.labels.shape == film.radiograph.shape
@@ -42,7 +47,7 @@ def test_dense_stones_are_found_with_their_area(dense_stones):
     film, findings = dense_stones
     for truth in film.deposits:
         inside = film.truth_labels == truth.deposit_id
-        hits = set(np.unique(findings.labels[inside])) - {0}
+        hits = _labels_over(findings, inside)
         assert hits, f"stone {truth.deposit_id} ({truth.area_mm2:.1f} mm², CNR {truth.cnr:.0f}) missed"
         found = sum(d.area_mm2 for d in findings.deposits if d.label in hits)
         assert found == pytest.approx(truth.area_mm2, rel=0.35)
@@ -496,7 +501,7 @@ def test_a_plate_beside_a_finger_bone_is_found_and_is_not_bone():
     plate = film.truth_labels == 1
     bone = findings.grid.mask_to_source(findings.anatomy.bone)
     assert bone[plate].mean() < 0.05
-    found = set(np.unique(findings.labels[plate])) - {0}
+    found = _labels_over(findings, plate)
     assert found, "the plate beside the bone was missed"
     area = sum(d.area_mm2 for d in findings.deposits if d.label in found)
     assert area == pytest.approx(film.deposits[0].area_mm2, rel=0.2)
@@ -536,6 +541,6 @@ def test_a_sheet_under_a_fingers_skin_is_not_the_skin_line():
     findings = find_deposits(film.radiograph)
     sheet = film.truth_labels == 2
     assert film.deposits[1].morphology == "universalis"
-    found = set(np.unique(findings.labels[sheet])) - {0}
+    found = _labels_over(findings, sheet)
     assert found, "the sheet under the skin was dropped"
     assert sum(d.area_mm2 for d in findings.deposits if d.label in found) > 30.0

@@ -21,6 +21,9 @@ from .preprocess import AnalysisGrid, robust_sd, skin_depth_background, smooth_b
 HAND_SCALE_PARTS = frozenset({"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"})
 #: ...those with the widest bone regions (`AnatomyConfig.bone_scale_pelvis_mm`)...
 PELVIS_PARTS = frozenset({"HIP", "PELVIS"})
+#: ...those of a long limb segment, whose bones are all wide (see
+#: `AnatomyConfig.long_limb_min_island_width_mm`)...
+LONG_LIMB_PARTS = frozenset({"LEG", "THIGH", "FEMUR", "TIBIA", "FIBULA"})
 #: ...and those without bone, where no bone mask is sought (mammograms).
 BONELESS_PARTS = frozenset({"BREAST"})
 #: Anatomy masks are found on this coarser grid (mm), then brought to the analysis grid.
@@ -152,6 +155,9 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         metal = body & (excess > config.metal_contrast * bone_level)
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm, air=~(body | unexposed | dark))
+        bone = _drop_small_dense_islands(bone, config, coarse_mm,
+                                         long_limb=(body_part or "").upper() in LONG_LIMB_PARTS,
+                                         field_edge=unexposed | dark)
         glare = cv2.dilate((bright | dark).astype(np.uint8),
                            disk(2 * config.glare_mm / coarse_mm + 1)) > 0
         body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
@@ -700,8 +706,7 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     markers[sure_bone] = 2
     smooth = cv2.GaussianBlur(values, (0, 0), max(0.6 / spacing_mm, 0.5))
     gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
-    bone = (watershed(gradient, markers) == 2) & body
-    return _drop_small_dense_islands(bone, config, spacing_mm)
+    return (watershed(gradient, markers) == 2) & body
 
 
 def _depth_below_skin(not_air: np.ndarray) -> np.ndarray:
@@ -710,12 +715,15 @@ def _depth_below_skin(not_air: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
 
 
-def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_mm: float):
+def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_mm: float, *,
+                              long_limb: bool = False, field_edge: np.ndarray | None = None):
     """Keep bones; give back dense islands too small or too thin to be one (deposits).
 
     Bones, even the smallest (a sesamoid beside its metacarpal head, a distal phalanx
     beside its joint), belong to large connected skeletal regions once joint spaces are
-    bridged; an isolated island is a bone only when it is both large and wide.
+    bridged; an isolated island is a bone only when it is both large and wide. On a
+    `long_limb` film it must be wider still (`long_limb_min_island_*`) unless it touches
+    `field_edge` (a bone the collimation cuts is as narrow as the cut leaves it).
     """
     bridged = cv2.morphologyEx(bone.astype(np.uint8), cv2.MORPH_CLOSE,
                                disk(config.joint_space_mm / spacing_mm))
@@ -723,8 +731,21 @@ def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_m
     distance = cv2.distanceTransform(bridged, cv2.DIST_L2, 5)
     widest = np.zeros(count)
     np.maximum.at(widest, labels.ravel(), distance.ravel())
-    keep = ((stats[:, cv2.CC_STAT_AREA] >= config.bone_min_area_mm2 / spacing_mm ** 2)
-            & (2 * widest * spacing_mm >= config.bone_min_island_width_mm))
+    area_mm2 = stats[:, cv2.CC_STAT_AREA] * spacing_mm ** 2
+    width_mm = 2 * widest * spacing_mm
+    keep = (area_mm2 >= config.bone_min_area_mm2) & (width_mm >= config.bone_min_island_width_mm)
+    if long_limb:
+        sheet = ((width_mm < config.long_limb_min_island_width_mm)
+                 & (area_mm2 < config.long_limb_min_island_area_mm2))
+        if field_edge is not None:
+            near_edge = cv2.dilate(field_edge.astype(np.uint8), disk(3)) > 0
+            at_edge = np.zeros(count, bool)
+            at_edge[np.unique(labels[near_edge])] = True
+            edge = max(1, int(round(config.film_edge_margin_mm / spacing_mm)))
+            for border in (labels[:edge], labels[-edge:], labels[:, :edge], labels[:, -edge:]):
+                at_edge[np.unique(border)] = True
+            sheet &= ~at_edge
+        keep &= ~sheet
     keep[0] = False
     return bone & keep[labels]
 

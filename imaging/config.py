@@ -75,6 +75,13 @@ class AnatomyConfig:
     small bones such as sesamoids join their neighbours across the joint."""
     bone_min_island_width_mm: float = 4.0
     """...and so are islands thinner than this (dense plates and sheets)."""
+    long_limb_min_island_width_mm: float = 10.0
+    """On a film of a long limb segment (`imaging.anatomy.LONG_LIMB_PARTS`: lower leg, thigh)
+    the bones are long bones, the patella and the ends of the next segment's bones, all wider
+    than this: an isolated island narrower than this and smaller than
+    `long_limb_min_island_area_mm2`, clear of the field's edge, is a sheet of calcium."""
+    long_limb_min_island_area_mm2: float = 300.0
+    """(A narrow island larger than this stays bone: a child's fibula is 6-8 mm wide.)"""
     soft_gap_fraction: float = 0.25
     """Inside the refined bone outline of a hand, wrist or forearm film
     (`imaging.anatomy.HAND_SCALE_PARTS`), pixels less than this fraction of the bone reference

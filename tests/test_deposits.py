@@ -544,3 +544,41 @@ def test_a_sheet_under_a_fingers_skin_is_not_the_skin_line():
     found = _labels_over(findings, sheet)
     assert found, "the sheet under the skin was dropped"
     assert sum(d.area_mm2 for d in findings.deposits if d.label in found) > 30.0
+
+
+def test_a_sheet_in_a_lower_legs_soft_tissue_is_not_a_bone():
+    """The accuracy suite's f011 (seed 1): a 102 mm² sheet of calcinosis universalis, 4-5 mm
+    wide, clear of the tibia and fibula, passed as an isolated bone (large and 4 mm wide);
+    on a lower leg an island must be `long_limb_min_island_width_mm` wide to be one."""
+    film = make_film(PhantomSpec("lower_leg", seed=1115388619, spacing_mm=0.2, dose=1.0775,
+                                 laterality="L", bits_stored=14))
+    findings = find_deposits(film.radiograph)
+    sheet = film.truth_labels == 1
+    assert film.deposits[0].morphology == "universalis"
+    assert findings.grid.mask_to_source(findings.anatomy.bone)[sheet].mean() < 0.05
+    found = _labels_over(findings, sheet)
+    assert found, "the sheet was taken for a bone"
+    area = sum(d.area_mm2 for d in findings.deposits if d.label in found)
+    assert area == pytest.approx(film.deposits[0].area_mm2, rel=0.15)
+
+
+def test_narrow_islands_are_bone_only_off_long_limbs_or_at_the_fields_edge():
+    """Synthetic coarse bone masks (0.8 mm grid): a 30 mm long island 6 mm wide is a bone on
+    a hand film, a sheet of calcium on a lower leg, and a bone again where the field's edge
+    cuts it; a 20 mm wide island is a bone everywhere."""
+    from imaging.anatomy import _drop_small_dense_islands
+
+    config, spacing = AnalysisConfig().anatomy, 0.8
+    bone = np.zeros((120, 120), bool)
+    bone[40:78, 20:28] = True                                          # 30 x 6 mm
+    bone[40:78, 70:95] = True                                          # 30 x 20 mm
+    field_edge = np.zeros_like(bone)
+
+    def kept(**kwargs):
+        out = _drop_small_dense_islands(bone, config, spacing, **kwargs)
+        return bool(out[40:78, 20:28].all()), bool(out[40:78, 70:95].all())
+
+    assert kept() == (True, True)
+    assert kept(long_limb=True, field_edge=field_edge) == (False, True)
+    field_edge[78:, 15:30] = True
+    assert kept(long_limb=True, field_edge=field_edge) == (True, True)

@@ -513,14 +513,21 @@ def _refine_edges(values: np.ndarray, mask: np.ndarray, within: np.ndarray, band
 
 def fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
     """Fill enclosed background regions of `mask` up to `max_area_px` pixels."""
-    holes = (~mask).astype(np.uint8)
+    # Holes lie inside the mask's bounding box: label that box with a one-pixel frame of
+    # background, which joins everything that reaches the box's edge (not enclosed).
+    rows_any, cols_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows_any.size == 0:
+        return mask.copy()
+    box = (slice(rows_any[0], rows_any[-1] + 1), slice(cols_any[0], cols_any[-1] + 1))
+    holes = cv2.copyMakeBorder((~mask[box]).astype(np.uint8), 1, 1, 1, 1,
+                               cv2.BORDER_CONSTANT, value=1)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
-    rows, cols = mask.shape
-    x, y, w, h, area = (stats[:, i] for i in range(5))
-    inside = (x > 0) & (y > 0) & (x + w < cols) & (y + h < rows)
-    fill = inside & (area <= max_area_px)
+    fill = stats[:, cv2.CC_STAT_AREA] <= max_area_px
     fill[0] = False
-    return mask | fill[labels]
+    fill[labels[0, 0]] = False
+    result = mask.copy()
+    result[box] |= fill[labels[1:-1, 1:-1]]
+    return result
 
 
 def _shutter_regions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

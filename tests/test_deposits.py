@@ -582,3 +582,23 @@ def test_narrow_islands_are_bone_only_off_long_limbs_or_at_the_fields_edge():
     assert kept(long_limb=True, field_edge=field_edge) == (False, True)
     field_edge[78:, 15:30] = True
     assert kept(long_limb=True, field_edge=field_edge) == (True, True)
+def test_only_enclosed_holes_up_to_the_size_limit_are_filled():
+    """A ring's 3 x 3 hole is filled, a 5 x 5 one only with a larger limit; a notch open to
+    the outside (at the mask's bounding box, inside the image) and a hole at the image's
+    edge are not enclosed."""
+    from imaging.anatomy import fill_small_holes
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:12, 5:12] = True
+    mask[7:10, 7:10] = False                     # enclosed, 9 px
+    mask[5:14, 20:29] = True
+    mask[7:12, 22:27] = False                    # enclosed, 25 px
+    mask[20:30, 5:15] = True
+    mask[22:30, 8:11] = False                    # a notch open at the bottom
+    mask[0:6, 40:50] = True
+    mask[0:3, 43:46] = False                     # open at the image's top edge
+    filled = fill_small_holes(mask, 10)
+    assert filled[7:10, 7:10].all() and not filled[7:12, 22:27].any()
+    assert fill_small_holes(mask, 25)[7:12, 22:27].all()
+    assert not filled[22:30, 8:11].any() and not filled[0:3, 43:46].any()
+    assert (filled | ~mask).all() and not fill_small_holes(np.zeros((4, 4), bool), 5).any()

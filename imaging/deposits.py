@@ -123,8 +123,9 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
     metal object. A deposit lying along the bone mask for much of its outline
     (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
-    missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on; a long
-    straight rod (`rod_*`) is hardware; an outline of a few pixels
+    missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on, and
+    an elongated one between the skin and the bone mask (`subcutaneous_bone_*`) the cortex
+    of a bone right under the skin; a long straight rod (`rod_*`) is hardware; an outline of a few pixels
     (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if not _noise_spike(d, detection, pixel_area_mm2)
@@ -132,6 +133,7 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
             and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
             and not _along_bone_edge(d, detection, pixel_area_mm2)
             and not _along_skin_line(d, detection, pixel_area_mm2)
+            and not _along_subcutaneous_bone(d, detection, pixel_area_mm2)
             and not _straight_rod(d, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
         return labels, deposits
@@ -199,6 +201,16 @@ def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
              and deposit.relative_density > detection.skin_line_max_relative_density)
     return (depth_mm <= detection.skin_line_depth_mm and not dense
             and deposit.skin_depth_change < detection.skin_line_max_depth_change)
+
+
+def _along_subcutaneous_bone(deposit, detection, pixel_area_mm2: float | None) -> bool:
+    """The subcutaneous-bone test of `select_deposits` (needs the source pixel area)."""
+    if deposit.skin_depth_px is None or not deposit.bone_contact or pixel_area_mm2 is None:
+        return False
+    depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
+    return (depth_mm <= detection.subcutaneous_bone_depth_mm
+            and deposit.bone_contact >= detection.subcutaneous_bone_min_contact
+            and deposit.eccentricity >= detection.subcutaneous_bone_min_eccentricity)
 
 
 def _straight_rod(deposit, detection, pixel_area_mm2: float | None) -> bool:

@@ -602,3 +602,35 @@ def test_only_enclosed_holes_up_to_the_size_limit_are_filled():
     assert fill_small_holes(mask, 25)[7:12, 22:27].all()
     assert not filled[22:30, 8:11].any() and not filled[0:3, 43:46].any()
     assert (filled | ~mask).all() and not fill_small_holes(np.zeros((4, 4), bool), 5).any()
+
+
+def test_the_cortex_of_a_bone_under_the_skin_is_not_a_deposit():
+    """The accuracy suite's n006 (seed 0), a lower leg without deposits: where the lateral
+    malleolus lies right under the skin the bone mask missed a strip of its cortex, which
+    was reported between the mask and the skin."""
+    film = make_film(PhantomSpec("lower_leg", seed=1411427768, spacing_mm=0.2, dose=1.1142,
+                                 n_deposits=0, laterality="L", bits_stored=16))
+    assert find_deposits(film.radiograph).deposits == ()
+
+
+def test_only_an_elongated_deposit_between_skin_and_bone_is_taken_for_cortex():
+    """Synthetic measures: elongated, 1.6 mm under the skin and touching the bone mask is
+    cortex; rounder, deeper or clear of bone is not."""
+    import dataclasses
+
+    from imaging.deposits import _along_subcutaneous_bone
+    from imaging.measure import DepositMeasures
+
+    detection = AnalysisConfig().detection
+    cortex = DepositMeasures(
+        label=1, area_px=200, area_mm2=8.0, centroid_row=0.0, centroid_col=0.0,
+        bbox=(0, 0, 40, 5), equivalent_diameter_mm=3.2, equivalent_diameter_px=16.0,
+        major_axis_mm=8.0, minor_axis_mm=1.2, eccentricity=0.98, solidity=0.8,
+        mean_contrast=50.0, peak_contrast=60.0, noise_sigma=5.0, cnr=10.0, rim_contrast=40.0,
+        rim_cnr=8.0, relative_density=0.45, peak_relative_density=0.5, core_noise_ratio=1.0,
+        bone_contact=0.12, skin_depth_px=8.0, skin_depth_mm=1.6, skin_depth_change=0.15)
+    area = 0.04                                                     # 0.2 mm pixels
+    assert _along_subcutaneous_bone(cortex, detection, area)
+    for other in (dict(eccentricity=0.7), dict(skin_depth_px=15.0), dict(bone_contact=0.0),
+                  dict(skin_depth_px=None)):
+        assert not _along_subcutaneous_bone(dataclasses.replace(cortex, **other), detection, area)

@@ -144,6 +144,9 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
                       config.min_body_area_mm2 / coarse_mm ** 2,
                       config.max_body_hole_mm2 / coarse_mm ** 2)
 
+    edge = max(1, int(round(config.film_edge_margin_mm / coarse_mm)))
+    film_edge = np.ones_like(body)
+    film_edge[edge:-edge, edge:-edge] = False
     bone = metal = np.zeros_like(body)
     bone_level = None
     soft = body
@@ -157,23 +160,21 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
                                   coarse_mm, air=~(body | unexposed | dark))
         bone = _drop_small_dense_islands(bone, config, coarse_mm,
                                          long_limb=(body_part or "").upper() in LONG_LIMB_PARTS,
-                                         field_edge=unexposed | dark)
+                                         field_edge=unexposed | dark | film_edge)
         glare = cv2.dilate((bright | dark).astype(np.uint8),
                            disk(2 * config.glare_mm / coarse_mm + 1)) > 0
         body = _drop_boneless_regions(body, bone, config.bone_min_area_mm2 / coarse_mm ** 2, glare)
     soft_level = float(np.median(coarse[soft])) if soft.any() else 0.0
 
     margin = disk(2 * config.border_margin_mm / coarse_mm + 1)
-    excluded = unexposed | cv2.dilate(metal.astype(np.uint8), margin).astype(bool)
+    excluded = (unexposed | film_edge
+                | cv2.dilate(metal.astype(np.uint8), margin).astype(bool))
     if bright.any():
         # Objects as opaque as the collimator blades are lead (letters, markers) or metal.
         opaque = values >= float(np.percentile(coarse[bright], 5))
         opaque = cv2.dilate(opaque.astype(np.uint8), disk(2 * grid.mm_to_px(config.border_margin_mm) + 1))
         excluded |= cv2.resize(opaque, (coarse.shape[1], coarse.shape[0]),
                                interpolation=cv2.INTER_AREA) > 0
-    edge = max(1, int(round(config.film_edge_margin_mm / coarse_mm)))
-    excluded[:edge, :] = excluded[-edge:, :] = True
-    excluded[:, :edge] = excluded[:, -edge:] = True
 
     def up(mask):
         return cv2.resize(mask.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
@@ -745,12 +746,9 @@ def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_m
         sheet = ((width_mm < config.long_limb_min_island_width_mm)
                  & (area_mm2 < config.long_limb_min_island_area_mm2))
         if field_edge is not None:
-            near_edge = cv2.dilate(field_edge.astype(np.uint8), disk(3)) > 0
+            touching = cv2.dilate(field_edge.astype(np.uint8), disk(3)) > 0   # one pixel on
             at_edge = np.zeros(count, bool)
-            at_edge[np.unique(labels[near_edge])] = True
-            edge = max(1, int(round(config.film_edge_margin_mm / spacing_mm)))
-            for border in (labels[:edge], labels[-edge:], labels[:, :edge], labels[:, -edge:]):
-                at_edge[np.unique(border)] = True
+            at_edge[np.unique(labels[touching])] = True
             sheet &= ~at_edge
         keep &= ~sheet
     keep[0] = False

@@ -125,8 +125,8 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
     missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on, and
     an elongated one between the skin and the bone mask (`subcutaneous_bone_*`) the cortex
-    of a bone right under the skin; a long straight rod (`rod_*`) is hardware; an outline of a few pixels
-    (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
+    of a bone right under the skin; a long straight rod (`rod_*`) is hardware; an outline
+    of a few pixels (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if not _noise_spike(d, detection, pixel_area_mm2)
             and _stands_out(d, detection, pixel_area_mm2)

@@ -634,3 +634,22 @@ def test_only_an_elongated_deposit_between_skin_and_bone_is_taken_for_cortex():
     for other in (dict(eccentricity=0.7), dict(skin_depth_px=15.0), dict(bone_contact=0.0),
                   dict(skin_depth_px=None)):
         assert not _along_subcutaneous_bone(dataclasses.replace(cortex, **other), detection, area)
+
+
+def test_a_sheet_joined_to_a_bone_by_a_narrow_neck_is_not_bone():
+    """Seed 2's s00-v1 (first visit of a hand series): a 55 mm² sheet of calcinosis
+    universalis beside a metacarpal, joined to it by a neck narrower than the appendage
+    opening, stayed in the bone mask as part of the bone's core; once the opening cuts the
+    neck it is an island too small to be a bone."""
+    from imaging.phantom import SeriesSpec, make_series
+
+    film = make_series(SeriesSpec("hand", seed=870647822, changes=("progression", "improvement"),
+                                  spacing_mm=0.2, laterality="L")).visits[0]
+    sheet = film.truth_labels == 5
+    assert film.deposits[4].morphology == "universalis"
+    findings = find_deposits(film.radiograph)
+    assert findings.grid.mask_to_source(findings.anatomy.bone)[sheet].mean() < 0.05
+    found = _labels_over(findings, sheet)
+    assert found, "the sheet stayed in the bone mask"
+    area = sum(d.area_mm2 for d in findings.deposits if d.label in found)
+    assert area == pytest.approx(film.deposits[4].area_mm2, rel=0.15)

@@ -94,10 +94,25 @@ def disk(diameter_px: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
+def _part(body_part: str | None) -> str:
+    """A Body Part Examined as the sets above spell it ("" when the film names none)."""
+    return (body_part or "").upper()
+
+
+def _padded_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, slice] | None:
+    """The bounding box of a mask's pixels, `pad` pixels wider on every side (clipped to the
+    image), or None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(rows[0] - pad, 0), rows[-1] + 1 + pad),
+            slice(max(cols[0] - pad, 0), cols[-1] + 1 + pad))
+
+
 def is_hand_film(body_part: str | None) -> bool:
     """Whether a film's Body Part Examined names a hand, wrist or forearm (`HAND_SCALE_PARTS`);
     films that name none are not."""
-    return (body_part or "").upper() in HAND_SCALE_PARTS
+    return _part(body_part) in HAND_SCALE_PARTS
 
 
 def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
@@ -107,7 +122,7 @@ def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
     `bone_scale_mm`; hip and pelvis films `bone_scale_pelvis_mm`; large limbs, chest and the
     rest `bone_scale_limb_mm`.
     """
-    part = (body_part or "").upper()
+    part = _part(body_part)
     if not part or part in HAND_SCALE_PARTS | BONELESS_PARTS:
         return config.bone_scale_mm
     return config.bone_scale_pelvis_mm if part in PELVIS_PARTS else config.bone_scale_limb_mm
@@ -125,7 +140,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         The film's DICOM Body Part Examined: sets the bone scale (`bone_scale_mm`); no bone
         mask is sought on films of `BONELESS_PARTS`.
     """
-    has_bone = (body_part or "").upper() not in BONELESS_PARTS
+    has_bone = _part(body_part) not in BONELESS_PARTS
     values = grid.values
     factor = max(1, int(round(COARSE_SPACING_MM / grid.spacing_mm)))
     coarse_mm = grid.spacing_mm * factor
@@ -159,7 +174,7 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
         bone = _bone_by_watershed(coarse, body & ~metal, excess, bone_level, config, scale_mm,
                                   coarse_mm, air=~(body | unexposed | dark))
         bone = _drop_small_dense_islands(bone, config, coarse_mm,
-                                         long_limb=(body_part or "").upper() in LONG_LIMB_PARTS,
+                                         long_limb=_part(body_part) in LONG_LIMB_PARTS,
                                          field_edge=unexposed | dark | film_edge)
         glare = cv2.dilate((bright | dark).astype(np.uint8),
                            disk(2 * config.glare_mm / coarse_mm + 1)) > 0
@@ -235,6 +250,11 @@ def _without_detached_strips(values: np.ndarray, bone: np.ndarray, body: np.ndar
     cut (`bone_min_width_mm`) and smaller than a bone (`bone_min_area_mm2`), goes, with the
     gap within 3 mm of it.
     """
+    # The work after the soft-tissue level is done on the mask's bounding box, with room for
+    # the 3 mm reaches below (the refinement can leave nothing of a faint coarse bone).
+    box = _padded_box(bone, int(np.ceil(3.0 / spacing_mm)) + 2)
+    if box is None:
+        return bone
     # The soft-tissue level is smooth: it is learnt (from the body more than 2 mm from the
     # mask, beyond the refinement band) and evaluated on a grid twice as coarse.
     rows, cols = values.shape
@@ -248,10 +268,6 @@ def _without_detached_strips(values: np.ndarray, bone: np.ndarray, body: np.ndar
                                        (half_body > 0) & ~near_bone, depth_mm,
                                        int(SOFT_TISSUE_TILE_MM / half_mm))
     soft_level = cv2.resize(soft_level, (cols, rows), interpolation=cv2.INTER_LINEAR)
-    # The rest works on the mask's bounding box, with room for the 3 mm reaches below.
-    x, y, w, h = cv2.boundingRect(cv2.findNonZero(bone.view(np.uint8)))
-    pad = int(np.ceil(3.0 / spacing_mm)) + 2
-    box = (slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad))
     within = bone[box]
     smooth = cv2.GaussianBlur(values[box], (0, 0), max(0.2 / spacing_mm, 0.5))
     gaps = within & (smooth < soft_level[box] + config.soft_gap_fraction * bone_level)
@@ -519,10 +535,9 @@ def fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
     """Fill enclosed background regions of `mask` up to `max_area_px` pixels."""
     # Holes lie inside the mask's bounding box: label that box with a one-pixel frame of
     # background, which joins everything that reaches the box's edge (not enclosed).
-    rows_any, cols_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows_any.size == 0:
+    box = _padded_box(mask)
+    if box is None:
         return mask.copy()
-    box = (slice(rows_any[0], rows_any[-1] + 1), slice(cols_any[0], cols_any[-1] + 1))
     holes = cv2.copyMakeBorder((~mask[box]).astype(np.uint8), 1, 1, 1, 1,
                                cv2.BORDER_CONSTANT, value=1)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
@@ -736,15 +751,12 @@ def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_m
     `long_limb` film it must be wider still (`long_limb_min_island_*`) unless it touches
     `field_edge` (a bone the collimation cuts is as narrow as the cut leaves it).
     """
-    rows, cols = np.flatnonzero(bone.any(axis=1)), np.flatnonzero(bone.any(axis=0))
-    if rows.size == 0:
-        return bone.copy()
     # The mask's bounding box with room for the closing and a frame of background beyond it
     # holds every island whole (same result as the whole film, at a fraction of the cost).
     closing = disk(config.joint_space_mm / spacing_mm)
-    pad = closing.shape[0] + 2
-    box = (slice(max(rows[0] - pad, 0), rows[-1] + 1 + pad),
-           slice(max(cols[0] - pad, 0), cols[-1] + 1 + pad))
+    box = _padded_box(bone, closing.shape[0] + 2)
+    if box is None:
+        return bone.copy()
     bridged = cv2.morphologyEx(bone[box].astype(np.uint8), cv2.MORPH_CLOSE, closing)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
     width_mm = 2 * cv2.distanceTransform(bridged, cv2.DIST_L2, 5) * spacing_mm

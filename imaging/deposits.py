@@ -181,6 +181,11 @@ def _area_mm2(deposit, pixel_area_mm2: float | None) -> float | None:
     return None if pixel_area_mm2 is None else deposit.area_px * pixel_area_mm2
 
 
+def _skin_depth_mm(deposit, pixel_area_mm2: float) -> float:
+    """A deposit's depth below the skin from the source pixel size (nominal if uncalibrated)."""
+    return deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
+
+
 def _along_bone_edge(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The bone-contact test of `select_deposits`: the stricter `sliver_max_bone_contact`
     for deposits smaller than `sliver_max_area_mm2` (known only with the source pixel area)."""
@@ -196,7 +201,7 @@ def _along_skin_line(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The skin-line test of `select_deposits` (needs the source pixel area)."""
     if deposit.skin_depth_px is None or pixel_area_mm2 is None:
         return False
-    depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
+    depth_mm = _skin_depth_mm(deposit, pixel_area_mm2)
     dense = (deposit.relative_density is not None
              and deposit.relative_density > detection.skin_line_max_relative_density)
     return (depth_mm <= detection.skin_line_depth_mm and not dense
@@ -207,8 +212,7 @@ def _along_subcutaneous_bone(deposit, detection, pixel_area_mm2: float | None) -
     """The subcutaneous-bone test of `select_deposits` (needs the source pixel area)."""
     if deposit.skin_depth_px is None or not deposit.bone_contact or pixel_area_mm2 is None:
         return False
-    depth_mm = deposit.skin_depth_px * float(np.sqrt(pixel_area_mm2))
-    return (depth_mm <= detection.subcutaneous_bone_depth_mm
+    return (_skin_depth_mm(deposit, pixel_area_mm2) <= detection.subcutaneous_bone_depth_mm
             and deposit.bone_contact >= detection.subcutaneous_bone_min_contact
             and deposit.eccentricity >= detection.subcutaneous_bone_min_eccentricity)
 

@@ -246,18 +246,29 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     wc = (fc - c0).astype(np.float32)[None, :]
     weights_r, weights_c = (1 - wr, wr), (1 - wc, wc)
     table = profile.astype(np.float32)
+    index = depth_bin.astype(np.uint8) if bins <= 256 else depth_bin
     result = np.empty((rows, cols), np.float32)
     for rows_block in _runs(r0):
         for cols_block in _runs(c0):
             block = (rows_block, cols_block)
-            depth = depth_bin[block]
+            depth = index[block]
             total = np.zeros(depth.shape, np.float32)
             for tr, weight_r in zip((r0, r1), weights_r):
                 for tc, weight_c in zip((c0, c1), weights_c):
                     lookup = table[tr[rows_block.start], tc[cols_block.start]]
-                    total += weight_r[rows_block] * weight_c[:, cols_block] * lookup[depth]
+                    total += weight_r[rows_block] * weight_c[:, cols_block] * _look_up(lookup, depth)
             result[block] = total
     return result
+
+
+def _look_up(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`table[index]`; for 8-bit indices by OpenCV's 256-entry look-up, several times faster
+    than NumPy's fancy indexing."""
+    if index.dtype != np.uint8:
+        return table[index]
+    padded = np.zeros(256, np.float32)
+    padded[:table.size] = table
+    return cv2.LUT(index, padded)
 
 
 def _runs(index: np.ndarray) -> list[slice]:

@@ -772,7 +772,8 @@ def _drop_small_dense_islands(bone: np.ndarray, config: AnatomyConfig, spacing_m
         sheet = (~as_wide_as(config.long_limb_min_island_width_mm)
                  & (area_mm2 < config.long_limb_min_island_area_mm2))
         if field_edge is not None:
-            touching = cv2.dilate(field_edge[box].astype(np.uint8), disk(3)) > 0   # 1 pixel
+            # Touching: within one pixel of the field's edge.
+            touching = cv2.dilate(field_edge[box].astype(np.uint8), disk(3)) > 0
             sheet &= np.bincount(labels[touching], minlength=count) == 0
         keep &= ~sheet
     keep[0] = False

@@ -246,7 +246,11 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     wc = (fc - c0).astype(np.float32)[None, :]
     weights_r, weights_c = (1 - wr, wr), (1 - wc, wc)
     table = profile.astype(np.float32)
-    index = depth_bin.astype(np.uint8) if bins <= 256 else depth_bin
+    index = depth_bin
+    if bins <= 256:
+        # 8-bit bins and 256-entry profiles: OpenCV's table look-up (`_look_up`).
+        table = np.pad(table, ((0, 0), (0, 0), (0, 256 - bins)))
+        index = depth_bin.astype(np.uint8)
     result = np.empty((rows, cols), np.float32)
     for rows_block in _runs(r0):
         for cols_block in _runs(c0):
@@ -262,13 +266,9 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
 
 
 def _look_up(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`table[index]`; for 8-bit indices by OpenCV's 256-entry look-up, several times faster
-    than NumPy's fancy indexing."""
-    if index.dtype != np.uint8:
-        return table[index]
-    padded = np.zeros(256, np.float32)
-    padded[:table.size] = table
-    return cv2.LUT(index, padded)
+    """`table[index]`; for 8-bit indices into a 256-entry table by OpenCV's look-up, several
+    times faster than NumPy's fancy indexing."""
+    return cv2.LUT(index, table) if index.dtype == np.uint8 else table[index]
 
 
 def _runs(index: np.ndarray) -> list[slice]:

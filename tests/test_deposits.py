@@ -582,6 +582,8 @@ def test_narrow_islands_are_bone_only_off_long_limbs_or_at_the_fields_edge():
     assert kept(long_limb=True, field_edge=field_edge) == (False, True)
     field_edge[78:, 15:30] = True
     assert kept(long_limb=True, field_edge=field_edge) == (True, True)
+
+
 def test_only_enclosed_holes_up_to_the_size_limit_are_filled():
     """A ring's 3 x 3 hole is filled, a 5 x 5 one only with a larger limit; a notch open to
     the outside (at the mask's bounding box, inside the image) and a hole at the image's

@@ -54,7 +54,7 @@ def truth_findings(film, findings: DepositFindings, config: AnalysisConfig) -> D
         film.radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
         grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
         soft_tissue=grid.mask_to_source(anatomy.soft_tissue))
-    return DepositFindings(labels, deposits, anatomy, grid)
+    return DepositFindings(labels, deposits, anatomy, grid, background)
 
 
 def analyse(film, findings, config):

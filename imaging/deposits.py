@@ -59,12 +59,16 @@ class DepositFindings:
         Body, bone and exclusion masks on the analysis grid.
     grid : AnalysisGrid
         The analysis grid (its `nominal` flag says whether the spacing was assumed).
+    background : ndarray of float32
+        The soft-tissue background (film values, analysis grid) that deposit contrast is
+        measured against.
     """
 
     labels: np.ndarray
     deposits: tuple[DepositMeasures, ...]
     anatomy: Anatomy
     grid: AnalysisGrid
+    background: np.ndarray
 
 
 def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, *,
@@ -106,7 +110,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                                         skin_line_depth_mm=detection.skin_line_depth_hand_mm)
     labels, deposits = clock("selection", select_deposits, labels, deposits, detection,
                              pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
-    return DepositFindings(labels, deposits, anatomy, grid)
+    return DepositFindings(labels, deposits, anatomy, grid, background)
 
 
 def select_deposits(labels: np.ndarray, deposits, detection, *,

@@ -47,7 +47,7 @@ IMAGE_COLUMNS = (
 
 DEPOSIT_COLUMNS = (
     "image_id", "deposit_id", "region", "fingertip", "periarticular", "joint_distance_mm",
-    "morphology", "density_weight", "centroid_row", "centroid_col",
+    "morphology", "density_weight", "density_score_mm2", "centroid_row", "centroid_col",
     "bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1", "area_px", "area_mm2",
     "equivalent_diameter_px", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
     "eccentricity", "solidity", "mean_contrast", "peak_contrast", "noise_sigma", "cnr",
@@ -186,6 +186,9 @@ def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFinding
             fingertip=info.fingertip, periarticular=info.periarticular,
             joint_distance_mm=info.joint_distance_mm, morphology=info.morphology,
             density_weight=info.density_weight,
+            density_score_mm2=(info.density_score_px * radiograph.pixel_area_mm2
+                               if radiograph.is_calibrated and info.density_score_px is not None
+                               else None),
             centroid_row=deposit.centroid_row, centroid_col=deposit.centroid_col,
             bbox_r0=r0, bbox_c0=c0, bbox_r1=r1, bbox_c1=c1, area_px=deposit.area_px,
             equivalent_diameter_px=deposit.equivalent_diameter_px,

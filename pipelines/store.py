@@ -252,9 +252,14 @@ _MIGRATION_8 = (
     "ALTER TABLE comparisons ADD COLUMN reason TEXT",
 )
 
+_MIGRATION_9 = (
+    # The density-weighted score is summed pixel by pixel (imaging.burden): each deposit's share.
+    "ALTER TABLE deposits ADD COLUMN density_score_mm2 REAL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
                                            _MIGRATION_4, _MIGRATION_5, _MIGRATION_6,
-                                           _MIGRATION_7, _MIGRATION_8)
+                                           _MIGRATION_7, _MIGRATION_8, _MIGRATION_9)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.

@@ -66,7 +66,8 @@ def _findings(film: Radiograph, labels: np.ndarray) -> DepositFindings:
     spacing = film.spacing_mm or (0.15, 0.15)
     grid = AnalysisGrid(np.zeros(grid_shape, np.float32), 0.4, film.shape, spacing,
                         nominal=film.spacing_mm is None)
-    return DepositFindings(labels.astype(np.int32), tuple(deposits), anatomy, grid)
+    return DepositFindings(labels.astype(np.int32), tuple(deposits), anatomy, grid,
+                           np.zeros(grid_shape, np.float32))
 
 
 def _labels(shape=(60, 80)) -> np.ndarray:
@@ -128,7 +129,8 @@ def test_label_images_that_do_not_fit_are_refused(bad, message):
 def _infos(findings):
     regions = ("digit2", "palm")
     return tuple(DepositInfo(deposit.label, regions[index % 2], False, index == 0,
-                             0.5 if index == 0 else 9.0, "stone", 2, 1, 1.5)
+                             0.5 if index == 0 else 9.0, "stone", 2, 2.0 * deposit.area_px,
+                             1, 1.5)
                  for index, deposit in enumerate(findings.deposits))
 
 
@@ -148,6 +150,7 @@ def test_calibrated_rows_carry_areas_in_mm2_from_the_film_spacing():
     assert [tuple(r) for r in deposits] == [DEPOSIT_COLUMNS] * 2
     assert [r["deposit_id"] for r in deposits] == [1, 2]
     assert deposits[0]["area_mm2"] == pytest.approx(1.0)
+    assert deposits[0]["density_score_mm2"] == pytest.approx(2.0)
     assert [r["region"] for r in deposits] == ["digit2", "palm"]
     assert [r["periarticular"] for r in deposits] == [True, False]
     assert all(r["config_hash"] == "abcdef012345" for r in deposits)
@@ -165,7 +168,8 @@ def test_uncalibrated_rows_have_pixels_but_never_mm():
     for deposit in deposit_rows("f", film, findings, PROVENANCE, _infos(findings)):
         assert deposit["area_px"] > 0 and deposit["equivalent_diameter_px"] == 5.0
         assert all(deposit[name] is None for name in
-                   ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm"))
+                   ("area_mm2", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
+                    "density_score_mm2"))
 
 
 def test_an_error_row_keeps_what_is_known():

@@ -365,7 +365,9 @@ def _domed_islands(core: np.ndarray, excess: np.ndarray, spacing_mm: float,
 def _domed(piece: np.ndarray, excess: np.ndarray, ratio: float) -> bool:
     """Whether a piece's centre (an erosion by a third of its half width) is `ratio` times
     denser than its edge band (its outer third)."""
-    piece = piece.astype(np.uint8)
+    # A frame of background: a piece filling its box would have no distance to measure.
+    piece = np.pad(piece.astype(np.uint8), 1)
+    excess = np.pad(excess, 1, mode="edge")
     half_width = float(cv2.distanceTransform(piece, cv2.DIST_L2, 5).max())
     centre = cv2.erode(piece, disk(2 * half_width / 3 + 1)) > 0
     edge = (piece > 0) & ~(cv2.erode(piece, disk(4 * half_width / 3 + 1)) > 0)

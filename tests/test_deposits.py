@@ -295,6 +295,10 @@ def test_a_calcium_lump_is_domed_and_a_small_bone_is_not():
     for ratio in (anatomy.dome_ratio, anatomy.small_bone_max_dome_ratio):
         assert _domed(inside, lump, ratio)
         assert not _domed(inside, bone, ratio)
+    # A piece cut to its bounding box, as `_domed_islands` passes it, even one filling it.
+    assert _domed(inside[5:36, 5:36], lump[5:36, 5:36], anatomy.dome_ratio)
+    square = np.ones((9, 9), bool)
+    assert not _domed(square, np.ones((9, 9)), anatomy.dome_ratio)
 
 
 def test_a_small_textured_bone_is_given_back_to_the_bone_mask_and_a_smooth_lump_is_not():

@@ -80,10 +80,10 @@ def density_weight(relative_density: float | None, config: BurdenConfig) -> int 
     """
     if relative_density is None or not math.isfinite(relative_density):
         return None
-    return 1 + int(np.searchsorted(config.density_band_edges, relative_density, side="right"))
+    return int(density_score(relative_density, config))
 
 
-def density_score(relative_density: np.ndarray, config: BurdenConfig) -> float:
+def density_score(relative_density: np.ndarray | float, config: BurdenConfig) -> float:
     """Density-weighted score (in pixels) of pixels of the given relative densities: the sum
     of their band weights.
 
@@ -193,14 +193,15 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
     spacing = findings.grid.source_spacing_mm
     pixels = radiograph.pixels
     bone_level = findings.anatomy.bone_level
-    excess = (pixels - findings.grid.to_source(findings.background, cv2.INTER_LINEAR)
-              if bone_level else None)
+    background = (findings.grid.to_source(findings.background, cv2.INTER_LINEAR)
+                  if bone_level else None)
     infos = []
     for k, deposit in enumerate(deposits):
         pieces, edge = _shape_measures(pixels, labels, deposit, spacing)
         weight = density_weight(deposit.relative_density, config)
-        score = (None if excess is None
-                 else _deposit_density_score(excess, labels, deposit, bone_level, spacing, config))
+        score = (None if background is None
+                 else _deposit_density_score(pixels, background, labels, deposit, bone_level,
+                                             spacing, config))
         infos.append(DepositInfo(
             label=deposit.label, region=str(regions[k]), fingertip=bool(tips[k]),
             periarticular=joint_mm[k] is not None and joint_mm[k] <= periarticular_mm,
@@ -212,27 +213,30 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
     return tuple(infos)
 
 
-def _deposit_density_score(excess, labels, deposit, bone_level: float, spacing_mm,
-                           config: BurdenConfig) -> float:
-    """`density_score` of a deposit's pixels, from the film's excess over its background."""
-    sigma_px = DENSITY_SMOOTHING_MM / math.sqrt(spacing_mm[0] * spacing_mm[1])
-    reach = int(math.ceil(3 * sigma_px))
+def _box_around(deposit, margin_px: int, shape) -> tuple[slice, slice]:
+    """A deposit's bounding box grown by `margin_px`, within the film."""
     r0, c0, r1, c1 = deposit.bbox
-    r0, c0 = max(r0 - reach, 0), max(c0 - reach, 0)
-    r1, c1 = min(r1 + reach, labels.shape[0]), min(c1 + reach, labels.shape[1])
-    crop = np.ascontiguousarray(excess[r0:r1, c0:c1], dtype=np.float32)
+    return (slice(max(r0 - margin_px, 0), min(r1 + margin_px, shape[0])),
+            slice(max(c0 - margin_px, 0), min(c1 + margin_px, shape[1])))
+
+
+def _deposit_density_score(pixels, background, labels, deposit, bone_level: float, spacing_mm,
+                           config: BurdenConfig) -> float:
+    """`density_score` of a deposit's pixels, from the film's excess over its background
+    (source grid; only the deposit's surroundings are read)."""
+    sigma_px = DENSITY_SMOOTHING_MM / math.sqrt(spacing_mm[0] * spacing_mm[1])
+    box = _box_around(deposit, int(math.ceil(3 * sigma_px)), labels.shape)
+    crop = np.ascontiguousarray(pixels[box] - background[box], dtype=np.float32)
     smooth = cv2.GaussianBlur(crop, (0, 0), sigma_px)
-    return density_score(smooth[labels[r0:r1, c0:c1] == deposit.label] / bone_level, config)
+    return density_score(smooth[labels[box] == deposit.label] / bone_level, config)
 
 
 def _shape_measures(pixels, labels, deposit, spacing_mm) -> tuple[int, float]:
     """Separate pieces and edge steepness of one deposit, from the source pixels."""
-    r0, c0, r1, c1 = deposit.bbox
-    r0, c0 = max(r0 - 2, 0), max(c0 - 2, 0)
-    r1, c1 = min(r1 + 2, labels.shape[0]), min(c1 + 2, labels.shape[1])
-    mask = (labels[r0:r1, c0:c1] == deposit.label).astype(np.uint8)
+    box = _box_around(deposit, 2, labels.shape)
+    mask = (labels[box] == deposit.label).astype(np.uint8)
     pieces = cv2.connectedComponents(mask, connectivity=8)[0] - 1
-    crop = np.ascontiguousarray(pixels[r0:r1, c0:c1], dtype=np.float32)
+    crop = np.ascontiguousarray(pixels[box], dtype=np.float32)
     smooth = cv2.GaussianBlur(crop, (0, 0), 1.0)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * spacing_mm[0])
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3) / (8.0 * spacing_mm[1])

@@ -183,10 +183,24 @@ def smooth_background(values: np.ndarray, weights: np.ndarray, sigma_px: float) 
     """Normalised convolution: a smooth background from the pixels where `weights` is 1.
 
     Masked pixels (bone, air, deposits) get the background interpolated from their
-    surroundings; far from any weighted pixel the search widens (3x, then 9x).
+    surroundings; far from any weighted pixel the search widens (3x, then 9x). Wide kernels
+    run on a coarser grid, as in `blur`; the ratio is taken there and brought back once.
     """
     w = weights.astype(np.float32)
     v = (values * w).astype(np.float32)
+    factor = _coarsening(sigma_px)
+    if factor < 2:
+        return _normalised_convolution(v, w, sigma_px)
+    rows, cols = values.shape
+    size = (max(1, cols // factor), max(1, rows // factor))
+    small = _normalised_convolution(cv2.resize(v, size, interpolation=cv2.INTER_AREA),
+                                    cv2.resize(w, size, interpolation=cv2.INTER_AREA),
+                                    sigma_px / factor)
+    return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def _normalised_convolution(v: np.ndarray, w: np.ndarray, sigma_px: float) -> np.ndarray:
+    """blur(v) / blur(w), widening the kernel where `w` is absent."""
     num, den = blur(v, sigma_px), blur(w, sigma_px)
     for wider in (3.0, 9.0):
         missing = den < 1e-3
@@ -199,7 +213,7 @@ def smooth_background(values: np.ndarray, weights: np.ndarray, sigma_px: float) 
 
 def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian smoothing; wide kernels run on a coarser grid (same result, much faster)."""
-    factor = int(sigma_px // 3)
+    factor = _coarsening(sigma_px)
     if factor < 2:
         return cv2.GaussianBlur(image, (0, 0), sigma_px)
     rows, cols = image.shape
@@ -207,6 +221,12 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
                        interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma_px / factor)
     return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+def _coarsening(sigma_px: float) -> int:
+    """How many times coarser a grid a Gaussian of `sigma_px` can run on (3 pixels of sigma
+    left; below 2, the full grid)."""
+    return int(sigma_px // 3)
 
 
 def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.ndarray,

@@ -191,12 +191,8 @@ def smooth_background(values: np.ndarray, weights: np.ndarray, sigma_px: float) 
     factor = _coarsening(sigma_px)
     if factor < 2:
         return _normalised_convolution(v, w, sigma_px)
-    rows, cols = values.shape
-    size = (max(1, cols // factor), max(1, rows // factor))
-    small = _normalised_convolution(cv2.resize(v, size, interpolation=cv2.INTER_AREA),
-                                    cv2.resize(w, size, interpolation=cv2.INTER_AREA),
-                                    sigma_px / factor)
-    return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    small = _normalised_convolution(_shrunk(v, factor), _shrunk(w, factor), sigma_px / factor)
+    return _expanded(small, values.shape)
 
 
 def _normalised_convolution(v: np.ndarray, w: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -216,17 +212,26 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     factor = _coarsening(sigma_px)
     if factor < 2:
         return cv2.GaussianBlur(image, (0, 0), sigma_px)
-    rows, cols = image.shape
-    small = cv2.resize(image, (max(1, cols // factor), max(1, rows // factor)),
-                       interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma_px / factor)
-    return cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    small = cv2.GaussianBlur(_shrunk(image, factor), (0, 0), sigma_px / factor)
+    return _expanded(small, image.shape)
 
 
 def _coarsening(sigma_px: float) -> int:
     """How many times coarser a grid a Gaussian of `sigma_px` can run on (3 pixels of sigma
     left; below 2, the full grid)."""
     return int(sigma_px // 3)
+
+
+def _shrunk(image: np.ndarray, factor: int) -> np.ndarray:
+    """`image` on a grid `factor` times coarser (area averages)."""
+    rows, cols = image.shape
+    return cv2.resize(image, (max(1, cols // factor), max(1, rows // factor)),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _expanded(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A coarse-grid image brought back to `shape` (bilinear)."""
+    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.ndarray,

@@ -257,6 +257,7 @@ def test_coarse_grid_background_matches_the_full_grid_normalised_convolution():
     # The bone (5000 above) is left out; a tilt leaves the same ~10 bias at full resolution.
     assert np.max(np.abs(coarse - level)[100:160, 80:200]) < 15.0
 
+
 def test_bone_contact_tells_a_strip_along_bone_from_a_deposit_beside_it():
     from imaging.measure import measure_deposits
 

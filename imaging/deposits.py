@@ -41,6 +41,11 @@ from .radiograph import Radiograph
 
 #: Scale (mm) of the smooth correction to the skin-depth background.
 BACKGROUND_SIGMA_MM = 5.0
+#: Tiles (in noise tiles, `DetectionConfig.noise_tile_mm`) over which the background's
+#: depth profile is learnt...
+PROFILE_TILES = 2
+#: ...and in the coarse first pass, which only finds what that background must leave out.
+COARSE_PROFILE_TILES = 4
 #: Soft tissue this close to bone (mm) holds the blur of the cortex edge: not searched.
 BONE_EDGE_MARGIN_MM = 0.4
 
@@ -256,7 +261,9 @@ def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConf
     interface, and is interpolated under bone. The excess over it, smoothed over soft tissue
     only at each scale, is divided by its own local robust spread (quantum noise and any
     remaining texture alike: a constant-false-alarm-rate detector). A first pass, on a grid
-    twice as coarse, finds the candidates to leave out of the final background. `region`
+    twice as coarse, finds the candidates to leave out of the final background; it learns
+    the depth profile over wider tiles (`COARSE_PROFILE_TILES`), where a sheet of calcinosis
+    running along the skin fills less of its depth bins and so stands out whole. `region`
     (here and in the later stages) is `search_region(grid, anatomy)` when already computed.
     """
     weights = search_region(grid, anatomy) if region is None else region
@@ -268,18 +275,19 @@ def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConf
     coarse_weights = cv2.resize(weights.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     _, first = _background_and_significance(
         coarse, coarse_weights, cv2.resize(depth_mm, size, interpolation=cv2.INTER_LINEAR),
-        np.zeros_like(coarse_weights), config)
+        np.zeros_like(coarse_weights), config, profile_tiles=COARSE_PROFILE_TILES)
     leave_out = _candidates_to_leave_out(first, coarse_weights, coarse, config)
     leave_out = cv2.resize(leave_out.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
     return _background_and_significance(grid, weights, depth_mm, leave_out, config)
 
 
 def _background_and_significance(grid: AnalysisGrid, weights: np.ndarray, depth_mm: np.ndarray,
-                                 leave_out: np.ndarray, config: AnalysisConfig):
+                                 leave_out: np.ndarray, config: AnalysisConfig, *,
+                                 profile_tiles: int = PROFILE_TILES):
     tissue = weights & ~leave_out
     tile = max(8, int(grid.mm_to_px(config.detection.noise_tile_mm)))
     values = grid.values
-    profile = skin_depth_background(values, tissue, depth_mm, tile * 2)
+    profile = skin_depth_background(values, tissue, depth_mm, tile * profile_tiles)
     # What the depth profile misses (thickness changes between bones, along the limb).
     background = profile + smooth_background(values - profile, tissue,
                                               grid.mm_to_px(BACKGROUND_SIGMA_MM))

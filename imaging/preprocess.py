@@ -18,6 +18,11 @@ from .radiograph import Radiograph
 
 #: A Gaussian's standard deviation per median absolute deviation.
 MAD_TO_SD = 1.4826
+#: The soft-tissue level by depth (`skin_depth_background`) leaves out values more than this
+#: many lower semi-deviations above it...
+PROFILE_CLIP_SD = 2.5
+#: ...re-measured this many times.
+PROFILE_CLIP_PASSES = 2
 
 
 def robust_sd(sample) -> float:
@@ -239,10 +244,11 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     """Soft-tissue level as a function of depth below the skin, per neighbourhood.
 
     Within each tile, the weighted pixels are binned by their depth below the skin and
-    each bin's robust mean (one 3-sigma clipping pass) is its level; a pixel's background
-    blends the profiles of the four nearest tiles at its own depth. Bins without data take
-    the nearest filled bin of the same tile; tiles without data take the whole film's
-    profile. Regions that are not soft tissue (bone, air) get the level of their depth too.
+    each bin's robust mean (values far above it clipped, see `_clipped_group_sums`) is its
+    level; a pixel's background blends the profiles of the four nearest tiles at its own
+    depth. Bins without data take the nearest filled bin of the same tile; tiles without
+    data take the whole film's profile. Regions that are not soft tissue (bone, air) get the
+    level of their depth too.
     """
     rows, cols = values.shape
     tiles_r, tiles_c = max(1, rows // tile_px), max(1, cols // tile_px)
@@ -254,9 +260,11 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
     n_groups = tiles_r * tiles_c * bins
     group = (tile_index * bins + depth_bin)[weights]
     sample = values[weights].astype(np.float64)
-    profile = _clipped_group_means(group, sample, n_groups).reshape(tiles_r * tiles_c, bins)
-    overall = _clipped_group_means(depth_bin[weights], sample, bins)
-    overall = _fill_along_depth(overall[None, :])[0]
+    total, count = (x.reshape(tiles_r * tiles_c, bins)
+                    for x in _clipped_group_sums(group, sample, n_groups))
+    profile = _means_of_sums(total, count)
+    # The whole film's profile: every tile's clipped values of each depth.
+    overall = _fill_along_depth(_means_of_sums(total.sum(axis=0), count.sum(axis=0))[None, :])[0]
     profile = _fill_along_depth(profile)
     empty = np.isnan(profile).all(axis=1)
     profile[empty] = overall
@@ -303,17 +311,35 @@ def _runs(index: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _clipped_group_means(group: np.ndarray, sample: np.ndarray, n_groups: int) -> np.ndarray:
-    """Mean per group after dropping values more than 3 standard deviations above it."""
-    count = np.bincount(group, minlength=n_groups)
+def _clipped_group_sums(group: np.ndarray, sample: np.ndarray, n_groups: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(sum, count) per group of the values at most `PROFILE_CLIP_SD` spreads above the
+    group's mean (`PROFILE_CLIP_PASSES` passes, each about the mean of the last).
+
+    Deposits only raise the tissue level, so the spread is the lower semi-deviation (of the
+    values below the mean), which they do not inflate: a standard deviation that a sheet of
+    calcinosis filling part of a depth bin widens would let the sheet through the clip.
+    """
+    count = np.bincount(group, minlength=n_groups).astype(np.float64)
     total = np.bincount(group, weights=sample, minlength=n_groups)
-    squares = np.bincount(group, weights=sample ** 2, minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-        std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
-    keep = sample <= (mean + 3 * std)[group]
-    count = np.bincount(group[keep], minlength=n_groups)
-    total = np.bincount(group[keep], weights=sample[keep], minlength=n_groups)
+    for _ in range(PROFILE_CLIP_PASSES):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            residual = sample - (total / count)[group]
+        below = residual < 0
+        shortfall = np.minimum(residual, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A group without values below its mean (all equal) has no spread: all stay.
+            semi_variance = np.nan_to_num(
+                np.bincount(group, weights=shortfall * shortfall, minlength=n_groups)
+                / np.bincount(group, weights=below, minlength=n_groups))
+        keep = residual <= (PROFILE_CLIP_SD * np.sqrt(semi_variance))[group]
+        count = np.bincount(group, weights=keep, minlength=n_groups)
+        total = np.bincount(group, weights=sample * keep, minlength=n_groups)
+    return total, count
+
+
+def _means_of_sums(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count where at least 5 values count, NaN elsewhere."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count >= 5, total / count, np.nan)
 

@@ -404,8 +404,9 @@ class RepeatabilityConfig:
     within ±10 % (the previous detector on the same films: 20 of 33; seed 0 alone 7 of 11
     against 9, seed 1 alone 11 of 22 with either), plain SDs 1.09 and 12.3 mm² (previous
     detector 1.30 and 10.9 mm²), robust 0.32 and 8.5 mm² (0.21 and 6.5 mm²). The values below
-    are the plain ones, rounded up. These are the current detector's figures, not a property of the method: measure
-    again whenever the detector changes (``benchmarks/results/serial.json``).
+    are the plain ones, rounded up. These are the current detector's figures, not a property
+    of the method: measure again whenever the detector changes
+    (``benchmarks/results/serial.json``).
     """
 
     relative_sdd: float = 1.1

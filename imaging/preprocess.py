@@ -325,13 +325,11 @@ def _clipped_group_sums(group: np.ndarray, sample: np.ndarray, n_groups: int
     for _ in range(PROFILE_CLIP_PASSES):
         with np.errstate(invalid="ignore", divide="ignore"):
             residual = sample - (total / count)[group]
-        below = residual < 0
-        shortfall = np.minimum(residual, 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+            shortfall = np.minimum(residual, 0)
             # A group without values below its mean (all equal) has no spread: all stay.
             semi_variance = np.nan_to_num(
                 np.bincount(group, weights=shortfall * shortfall, minlength=n_groups)
-                / np.bincount(group, weights=below, minlength=n_groups))
+                / np.bincount(group, weights=residual < 0, minlength=n_groups))
         keep = residual <= (PROFILE_CLIP_SD * np.sqrt(semi_variance))[group]
         count = np.bincount(group, weights=keep, minlength=n_groups)
         total = np.bincount(group, weights=sample * keep, minlength=n_groups)

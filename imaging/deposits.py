@@ -403,7 +403,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
 
     A candidate may hold several specks (a reticular cluster) of different densities: its
     excess is split into basins around its local maxima, and each basin is cut at the
-    fraction of its own peak, so every speck keeps its full width at half maximum. A faint
+    fraction of its own peak, so every speck keeps its full width at half maximum (a
+    plateau's peak is a high percentile of it, `plateau_min_area_mm2`). A faint
     deposit's candidate, grown at the coarse scales, also holds noise specks around it: only
     specks within `seed_reach_mm` of where its significance reaches `seed_cnr` are kept, and
     specks more than `max_speck_gap_mm` apart become separate deposits.
@@ -423,6 +424,7 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     seed_reach = disk(2 * config.detection.seed_reach_mm / source_px_mm + 1)
     group_reach = disk(config.detection.max_speck_gap_mm / source_px_mm + 1)
     sigma_src = max(0.1 / source_px_mm, 0.7)
+    plateau_px = config.detection.plateau_min_area_mm2 / float(np.prod(grid.source_spacing_mm))
     reach_px = 2 * 0.5 / source_px_mm + 1
     next_label = 1
     for label, found in enumerate(bounding_boxes(candidates), start=1):
@@ -441,7 +443,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         smooth = cv2.GaussianBlur(radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg, (0, 0), sigma_src)
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
         mask = _half_maximum_basins(smooth, region, allowed & ~region,
-                                    config.detection.edge_fraction)
+                                    config.detection.edge_fraction, plateau_px,
+                                    config.detection.plateau_peak_percentile)
         _, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         seeds = (_crop_to_source(seed_map, *window, size) > 0) & core
         seeded = cv2.dilate(seeds.astype(np.uint8), seed_reach) > 0
@@ -463,12 +466,14 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
 
 
 def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,
-                         fraction: float) -> np.ndarray:
+                         fraction: float, plateau_px: float = np.inf,
+                         plateau_percentile: float = 95.0) -> np.ndarray:
     """Pixels of `region` at or above `fraction` of the peak of the basin they drain to.
 
     Basins grow from the region's significant maxima only (h-maxima, h = 3 noise standard
     deviations): noise ripples on a large deposit do not make basins of their own, whose lower
-    peaks would let its outline spread.
+    peaks would let its outline spread. A basin whose cut holds at least `plateau_px` pixels
+    is a plateau: its peak is the `plateau_percentile` of the cut, not its noisy maximum.
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -492,6 +497,11 @@ def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.nda
     peak_values = np.full(count, -np.inf)
     np.maximum.at(peak_values, markers[tops], smooth[tops])
     peak_values[0] = np.inf
+    cut = smooth >= fraction * peak_values[basins]
+    sizes = np.bincount(basins[cut], minlength=count)
+    for plateau in np.flatnonzero(sizes >= plateau_px):
+        level = float(np.percentile(smooth[cut & (basins == plateau)], plateau_percentile))
+        peak_values[plateau] = min(peak_values[plateau], level)
     result[box] = region & (basins > 0) & (smooth >= fraction * peak_values[basins])
     return result
 

@@ -390,32 +390,18 @@ class MatchConfig:
 class RepeatabilityConfig:
     """The pipeline's smallest detectable difference (SDD) of a film's deposit area.
 
-    Provenance: ``python benchmarks/serial.py`` (``--n-repeats 12``, seed 0) analyses 12
-    phantom films (hand, forearm, lower leg) re-acquired with a new position (up to ±10°,
-    10 mm), dose (0.6-1.6x) and noise, deposits unchanged but for the ±2 % drift the truth
-    records, and takes the Bland-Altman repeatability coefficient SDD = 1.96 x SD of the
-    pair error. Measured 2026-11-27 with the detector that keeps bones cut by the field's
-    edge and large sheets clear of bone (the commit after 8a9bcbd) and later: 9 of 11
-    re-acquisitions within ±10 %, two off by +184 % and +36 % (the detector found a large
-    faint deposit on one film of the pair only). The robust SDs (1.4826 x MAD) leave those
-    two out: 0.15 relative and 3.5 mm²; the plain SDs, which keep them, give 1.09 and
-    6.5 mm², rounded up below: a change is called real only when even such a miss cannot
-    explain it. (Earlier detectors: robust 0.99 and 5.2 mm², then 0.14 and 3.6 mm² with
-    4 of 11 films off by 36-184 %; these values were 1.0 and 5.5 mm².) Measured again
-    2026-11-28, after the long-limb island rule and the subcutaneous-bone test: the same 9
-    of 11, plain SDs 1.09 and 6.2 mm², robust 0.14 and 2.1 mm²; and after the coarse-grid
-    normalised convolution of the soft-tissue background: the same 9 of 11, plain 1.09 and
-    6.2 mm², robust 0.09 and 1.3 mm². Measured 2026-11-29, after the one-sided clip of the
-    depth profile and the coarse pass's wider profile tiles, on seed 0 and on 24 more films
-    (``--seed 1 --n-repeats 24 --n-series 0``), 33 pairs with deposits found: 18 of 33
-    within ±10 % (the previous detector on the same films: 20 of 33; seed 0 alone 7 of 11
-    against 9, seed 1 alone 11 of 22 with either), plain SDs 1.09 and 12.3 mm² (previous
-    detector 1.30 and 10.9 mm²), robust 0.32 and 8.5 mm² (0.21 and 6.5 mm²). Measured again
-    2026-11-29, after plateau outlines (`DetectionConfig.plateau_min_area_mm2`), on the same
-    33 pairs: 19 of 33 within ±10 % (seed 0 alone 8 of 11), plain SDs 1.05 and 9.0 mm²,
-    robust 0.23 and 8.1 mm². The values below are the plain ones, rounded up. These are the
+    Provenance: ``python benchmarks/serial.py`` analyses phantom films (hand, forearm, lower
+    leg) re-acquired with a new position (up to ±10°, 10 mm), dose (0.6-1.6x) and noise,
+    deposits unchanged but for the ±2 % drift the truth records, and takes the Bland-Altman
+    repeatability coefficient SDD = 1.96 x SD of the pair error. Measured 2026-11-29, with
+    plateau outlines (`DetectionConfig.plateau_min_area_mm2`), on the 12 films of seed 0 and
+    24 more (``--seed 1 --n-repeats 24 --n-series 0``), 33 pairs with deposits found: 19 of
+    33 within ±10 % (seed 0 alone 8 of 11), plain SDs 1.05 and 9.0 mm², robust (1.4826 x MAD)
+    0.23 and 8.1 mm². The values below are the plain ones, rounded up: the plain SDs keep the
+    pairs where the detector finds a large faint deposit, or part of one, on one film only,
+    so a change is called real only when even such a miss cannot explain it. These are the
     current detector's figures, not a property of the method: measure again whenever the
-    detector changes (``benchmarks/results/serial.json``).
+    detector changes (earlier detectors' figures are in the git history).
     """
 
     relative_sdd: float = 1.1

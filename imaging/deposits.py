@@ -466,8 +466,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
 
 
 def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,
-                         fraction: float, plateau_px: float = np.inf,
-                         plateau_percentile: float = 95.0) -> np.ndarray:
+                         fraction: float, plateau_px: float,
+                         plateau_percentile: float) -> np.ndarray:
     """Pixels of `region` at or above `fraction` of the peak of the basin they drain to.
 
     Basins grow from the region's significant maxima only (h-maxima, h = 3 noise standard
@@ -497,12 +497,15 @@ def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.nda
     peak_values = np.full(count, -np.inf)
     np.maximum.at(peak_values, markers[tops], smooth[tops])
     peak_values[0] = np.inf
+    # (Basin 0, outside the region, has an infinite peak: nothing there makes the cut.)
     cut = smooth >= fraction * peak_values[basins]
-    sizes = np.bincount(basins[cut], minlength=count)
-    for plateau in np.flatnonzero(sizes >= plateau_px):
+    plateaus = np.flatnonzero(np.bincount(basins[cut], minlength=count) >= plateau_px)
+    for plateau in plateaus:
         level = float(np.percentile(smooth[cut & (basins == plateau)], plateau_percentile))
         peak_values[plateau] = min(peak_values[plateau], level)
-    result[box] = region & (basins > 0) & (smooth >= fraction * peak_values[basins])
+    if plateaus.size:
+        cut = smooth >= fraction * peak_values[basins]
+    result[box] = cut
     return result
 
 

@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench-accuracy: $(STAMP)
-	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/accuracy.py --seed 0 1 2 3 4 --jobs 2
 
 bench-misses: $(STAMP)
 	$(BIN)/python benchmarks/misses.py

@@ -192,7 +192,7 @@ def test_benchmark_proves_the_scorer(tmp_path, monkeypatch):
         raise bench.PredictorUnavailable("the detector is not available (test)")
 
     monkeypatch.setattr(bench, "_detector", unavailable)
-    results = bench.run(n_films=6, seed=1, predictors=("oracle", "empty", "pipeline"),
+    results = bench.run(n_films=6, seeds=(1,), predictors=("oracle", "empty", "pipeline"),
                         spacing_mm=0.4)
     assert results["suite"]["n_films"] == 6 and results["suite"]["n_serial_pairs"] == 2
     assert "pipeline" in results["unavailable"]
@@ -206,6 +206,20 @@ def test_benchmark_proves_the_scorer(tmp_path, monkeypatch):
     written = json.loads(path.read_text())
     assert written["results"]["oracle"]["sensitivity"]["sensitivity"] == 1
     assert "_reports" not in written
+
+
+def test_several_seeds_pool_their_suites_and_keep_each_seeds_figures():
+    bench = _benchmark()
+    one = bench.run(n_films=6, seeds=(2,), predictors=("oracle",), spacing_mm=0.45)
+    both = bench.run(n_films=6, seeds=(1, 2), predictors=("oracle",), spacing_mm=0.45)
+    assert both["suite"]["n_films"] == 12 and both["suite"]["seeds"] == [1, 2]
+    assert both["results"]["oracle"]["serial"]["n_pairs"] == 4
+    pooled = both["results"]["oracle"]["sensitivity"]
+    per_seed = {seed: r["oracle"]["sensitivity"] for seed, r in both["per_seed"].items()}
+    assert pooled["total"] == per_seed[1]["total"] + per_seed[2]["total"]
+    assert per_seed[2] == one["results"]["oracle"]["sensitivity"] and one["per_seed"] == {}
+    ids = [i for _, item in bench.pooled_suite(6, (1, 2)) for i in item.ids]
+    assert len(set(ids)) == 12 and all(i.startswith(("1/", "2/")) for i in ids)
 
 
 def test_benchmark_command_line(tmp_path, capsys):

@@ -229,10 +229,9 @@ def run(n_films: int = 60, seeds=(0,), predictors=("oracle", "empty"), *, jobs: 
                for name in available}
     per_seed = {}
     if len(scored) > 1:
-        per_seed = {seed: {name: summarise(films[name], serial_pairs(
-                               [item for of, item in suite if of == seed]))
-                           for name in available}
-                    for seed, films in scored.items()}
+        for seed, films in scored.items():
+            own_pairs = serial_pairs([item for item_seed, item in suite if item_seed == seed])
+            per_seed[seed] = {name: summarise(films[name], own_pairs) for name in available}
     return {
         "suite": {"n_films": sum(len(item.ids) for item in items), "seeds": list(scored),
                   "spacing_mm": spacing_mm, "n_serial_pairs": len(pairs),

@@ -423,7 +423,7 @@ def _textured_pieces(values, floor, coarse_bone, bone, lost, bone_level, spacing
         if peak <= 0:
             continue
         lost_piece = piece
-        piece = _largest_component(piece & (ex >= 0.5 * peak))
+        piece = largest_component(piece & (ex >= 0.5 * peak))
         size = int(piece.sum())
         if (not min_area <= size <= max_area
                 or _elongation(piece) > config.small_bone_max_elongation
@@ -456,7 +456,7 @@ def _whole_lump(piece: np.ndarray, lost_piece: np.ndarray, excess: np.ndarray,
     its peak, within its own width of it (the lost piece may hold a fringe along the bone)."""
     width = float(cv2.distanceTransform(piece.astype(np.uint8), cv2.DIST_L2, 5).max())
     around = cv2.dilate(piece.astype(np.uint8), disk(2 * width + 1)) > 0
-    return _largest_component(lost_piece & around & (excess >= 0.2 * peak))
+    return largest_component(lost_piece & around & (excess >= 0.2 * peak))
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -465,7 +465,8 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask - cv2.erode(mask, disk(3))
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The mask's largest 8-connected piece (bool)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     if count <= 2:
         return labels == 1 if count == 2 else mask

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from skimage.measure import regionprops
 
-from .anatomy import Anatomy, disk, fill_small_holes, find_anatomy, is_hand_film
+from .anatomy import (Anatomy, disk, fill_small_holes, find_anatomy, is_hand_film,
+                      largest_component)
 from .config import AnalysisConfig
 from .measure import DepositMeasures, bounding_boxes, measure_deposits
 from .preprocess import (
@@ -240,12 +241,10 @@ def _straight_rod(deposit, labels: np.ndarray, detection, pixel_area_mm2: float 
     r0, c0, r1, c1 = deposit.bbox
     if float(np.hypot(r1 - r0, c1 - c0)) * px_mm < detection.rod_min_length_mm:
         return False
-    _, pieces, stats, _ = cv2.connectedComponentsWithStats(
-        (labels[r0:r1, c0:c1] == deposit.label).view(np.uint8), connectivity=8)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    width, height = stats[largest, cv2.CC_STAT_WIDTH], stats[largest, cv2.CC_STAT_HEIGHT]
-    piece = regionprops((pieces == largest).view(np.uint8))[0]
-    return (float(np.hypot(width, height)) * px_mm >= detection.rod_min_length_mm
+    largest = largest_component(labels[r0:r1, c0:c1] == deposit.label)
+    piece = regionprops(largest.view(np.uint8))[0]
+    pr0, pc0, pr1, pc1 = piece.bbox
+    return (float(np.hypot(pr1 - pr0, pc1 - pc0)) * px_mm >= detection.rod_min_length_mm
             and piece.eccentricity >= detection.rod_min_eccentricity
             and piece.solidity >= detection.rod_min_solidity)
 

@@ -24,8 +24,9 @@ Scores (per region and per film)
 
 Morphology (per deposit; rules checked in this order, thresholds in `BurdenConfig`)
 -----------------------------------------------------------------------------------
-- ``net``: a reticular cluster: at least `net_min_pieces` separate specks in one deposit,
-  or solidity below `net_max_solidity`;
+- ``net``: a reticular cluster: at least `net_min_pieces` separate specks in one deposit
+  (pieces of its outline of at least `net_min_speck_fraction` of the largest: smaller ones
+  are crumbs of a stone's ragged half-maximum outline), or solidity below `net_max_solidity`;
 - ``plate``: a sheet seen edge-on or a flat plaque: axis ratio (major / minor) of at least
   `plate_min_axis_ratio`;
 - ``mousse``: ill-defined, cloud-like: a soft edge (edge steepness below
@@ -135,7 +136,7 @@ class DepositInfo:
         Its density-weighted score: band weights summed over its pixels (None for films
         without bone).
     pieces : int
-        Separate specks in the deposit's outline.
+        Separate specks in the deposit's outline (see ``net`` in the module docstring).
     edge_steepness : float
         Dimensionless (see the module docstring).
     """
@@ -197,7 +198,8 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
                   if bone_level else None)
     infos = []
     for k, deposit in enumerate(deposits):
-        pieces, edge = _shape_measures(pixels, labels, deposit, spacing)
+        pieces, edge = _shape_measures(pixels, labels, deposit, spacing,
+                                       config.net_min_speck_fraction)
         weight = density_weight(deposit.relative_density, config)
         score = (None if background is None
                  else _deposit_density_score(pixels, background, labels, deposit, bone_level,
@@ -231,11 +233,15 @@ def _deposit_density_score(pixels, background, labels, deposit, bone_level: floa
     return density_score(smooth[labels[box] == deposit.label] / bone_level, config)
 
 
-def _shape_measures(pixels, labels, deposit, spacing_mm) -> tuple[int, float]:
-    """Separate pieces and edge steepness of one deposit, from the source pixels."""
+def _shape_measures(pixels, labels, deposit, spacing_mm,
+                    min_speck_fraction: float) -> tuple[int, float]:
+    """Separate specks (pieces of at least `min_speck_fraction` of the largest) and edge
+    steepness of one deposit, from the source pixels."""
     box = _box_around(deposit, 2, labels.shape)
     mask = (labels[box] == deposit.label).astype(np.uint8)
-    pieces = cv2.connectedComponents(mask, connectivity=8)[0] - 1
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    pieces = int(np.count_nonzero(areas >= min_speck_fraction * areas.max())) if areas.size else 0
     crop = np.ascontiguousarray(pixels[box], dtype=np.float32)
     smooth = cv2.GaussianBlur(crop, (0, 0), 1.0)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * spacing_mm[0])

@@ -283,9 +283,13 @@ class BurdenConfig:
     """Total deposit area from which a film or region is moderate, then severe (any deposit
     below the first: mild)."""
     net_min_pieces: int = 3
-    """A deposit of at least this many separate specks may be a net."""
+    """A deposit of at least this many separate specks is a net..."""
+    net_min_speck_fraction: float = 0.1
+    """...counting the pieces of its outline of at least this fraction of the largest: the
+    crumbs a noisy half-maximum cut leaves beside a stone are 0.1-4 % of it, a net's specks
+    6-100 % of its largest (phantom films of 2026-11-29)..."""
     net_max_solidity: float = 0.55
-    """...when its outline fills at most this fraction of its convex hull."""
+    """...and so is one whose outline fills at most this fraction of its convex hull."""
     plate_min_axis_ratio: float = 3.0
     """A deposit this many times longer than wide is a plate (sheet seen edge-on)."""
     mousse_max_edge_steepness: float = 0.75

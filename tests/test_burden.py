@@ -130,6 +130,33 @@ def test_morphology_rules(analysed):
     assert classify(dataclasses.replace(base, area_px=20), 1, 0.5) == "stone"
 
 
+def test_crumbs_of_a_stones_outline_are_not_specks():
+    """A noisy half-maximum cut leaves crumbs of a few pixels beside a stone: they do not
+    make it a net; three specks of a net's size do."""
+    import types
+
+    from imaging.burden import _shape_measures
+
+    labels = np.zeros((80, 80), np.int32)
+    rows, cols = np.ogrid[:80, :80]
+    labels[(rows - 40) ** 2 + (cols - 40) ** 2 <= 15 ** 2] = 1     # a stone of 700 px
+    labels[40, 57:59] = 1                                          # two crumbs beside it
+    labels[22:24, 40] = 1
+    pixels = np.where(labels > 0, 200.0, 100.0).astype(np.float32)
+    stone = types.SimpleNamespace(label=1, bbox=(22, 24, 57, 59), peak_contrast=100.0,
+                                  equivalent_diameter_px=30.0)
+    min_fraction = BurdenConfig().net_min_speck_fraction
+    assert _shape_measures(pixels, labels, stone, (0.15, 0.15), min_fraction)[0] == 1
+    assert _shape_measures(pixels, labels, stone, (0.15, 0.15), 0.0)[0] == 3
+
+    net = np.zeros((80, 80), np.int32)
+    for r, c, radius in ((20, 20, 3), (40, 45, 2), (60, 25, 2)):   # 29, 13 and 13 px
+        net[(rows - r) ** 2 + (cols - c) ** 2 <= radius ** 2] = 1
+    specks = types.SimpleNamespace(label=1, bbox=(17, 17, 63, 48), peak_contrast=100.0,
+                                   equivalent_diameter_px=8.0)
+    assert _shape_measures(pixels, net, specks, (0.15, 0.15), min_fraction)[0] == 3
+
+
 def test_stones_and_clouds_told_apart_on_detected_outlines():
     """Phantom stones (domes) and mousse (Gaussian clouds) of the same density range, found by
     the detector: each class right for at least 70 % of the matched deposits (the density-

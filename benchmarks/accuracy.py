@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.evaluation import TruthDeposit, format_report, score_film, summarise
+from imaging.evaluation import (TruthDeposit, format_report, format_target_line, score_film,
+                                summarise)
 from imaging.files import atomic_output
 from imaging.phantom import PhantomSpec, SeriesSpec, make_film, make_series
 
@@ -247,19 +248,6 @@ def run(n_films: int = 60, seeds=(0,), predictors=("oracle", "empty"), *, jobs: 
     }
 
 
-def format_seed_line(seed: int, report) -> str:
-    """One seed's target figures on one line."""
-    cells = "  ".join(f"{band} {cell.detected}/{cell.total}"
-                      for band, cell in report.target_cells.items())
-    dice = "n/a" if report.dice_pooled is None else f"{report.dice_pooled:.3f}"
-    error = ("n/a" if report.median_abs_area_error is None
-             else f"{100 * report.median_abs_area_error:.1f} %")
-    clean = ("n/a" if report.negatives_without_fp is None
-             else f"{100 * report.negatives_without_fp:.0f} %")
-    return (f"  seed {seed}: {cells}  false/film {report.fp_per_film:.3f}  negatives clean "
-            f"{clean}  Dice {dice}  median |area error| {error}")
-
-
 def write_json(results: dict, path: str | Path) -> None:
     """Write the results (without the report objects) atomically."""
     data = {k: v for k, v in results.items() if not k.startswith("_")}
@@ -298,7 +286,7 @@ def main(argv=None) -> int:
     for name, report in results["_reports"].items():
         print(format_report(report, f"predictor: {name} (seed {seeds})"))
         for seed, reports in results["_per_seed"].items():
-            print(format_seed_line(seed, reports[name]))
+            print(format_target_line(reports[name], f"seed {seed}"))
         print()
     for name, error in results["unavailable"].items():
         print(f"predictor {name}: not run — {error}")

@@ -241,7 +241,7 @@ def _shape_measures(pixels, labels, deposit, spacing_mm,
     mask = (labels[box] == deposit.label).astype(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    pieces = int(np.count_nonzero(areas >= min_speck_fraction * areas.max())) if areas.size else 0
+    pieces = int(np.count_nonzero(areas >= min_speck_fraction * areas.max()))
     crop = np.ascontiguousarray(pixels[box], dtype=np.float32)
     smooth = cv2.GaussianBlur(crop, (0, 0), 1.0)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * spacing_mm[0])

@@ -429,3 +429,16 @@ def format_report(report: AccuracyReport, title: str = "") -> str:
     for thr, sens, fp in shown:
         lines.append(f"  {'all' if math.isinf(thr) else f'{thr:.3g}':>8}: {pct(sens)} @ {fp:.3f}")
     return "\n".join(lines)
+
+
+def format_target_line(report: AccuracyReport, label: str) -> str:
+    """A report's target figures on one line, after `label` (one seed's, say)."""
+    cells = "  ".join(f"{band} {cell.detected}/{cell.total}"
+                      for band, cell in report.target_cells.items())
+    dice = "n/a" if report.dice_pooled is None else f"{report.dice_pooled:.3f}"
+    error = ("n/a" if report.median_abs_area_error is None
+             else f"{100 * report.median_abs_area_error:.1f} %")
+    clean = ("n/a" if report.negatives_without_fp is None
+             else f"{100 * report.negatives_without_fp:.0f} %")
+    return (f"  {label}: {cells}  false/film {report.fp_per_film:.3f}  negatives clean "
+            f"{clean}  Dice {dice}  median |area error| {error}")

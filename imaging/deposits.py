@@ -136,8 +136,9 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
     missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on, and
     an elongated one between the skin and the bone mask (`subcutaneous_bone_*`) the cortex
-    of a bone right under the skin; a long straight rod (`rod_*`) is hardware; an outline
-    of a few pixels (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
+    of a bone right under the skin; a long straight rod (`rod_*`) is hardware, an outline
+    of straight sides at right angles (`lettering_*`) a lead marker letter; an outline of a
+    few pixels (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
     """
     kept = [d for d in deposits if not _noise_spike(d, detection, pixel_area_mm2)
             and _stands_out(d, detection, pixel_area_mm2)
@@ -145,7 +146,8 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
             and not _along_bone_edge(d, detection, pixel_area_mm2)
             and not _along_skin_line(d, detection, pixel_area_mm2)
             and not _along_subcutaneous_bone(d, detection, pixel_area_mm2)
-            and not _straight_rod(d, labels, detection, pixel_area_mm2)]
+            and not _straight_rod(d, labels, detection, pixel_area_mm2)
+            and not _lead_lettering(d, labels, detection, pixel_area_mm2)]
     if len(kept) == len(deposits):
         return labels, deposits
     relabel = np.zeros(max(d.label for d in deposits) + 1, np.int32)
@@ -247,6 +249,34 @@ def _straight_rod(deposit, labels: np.ndarray, detection, pixel_area_mm2: float 
     return (float(np.hypot(pr1 - pr0, pc1 - pc0)) * px_mm >= detection.rod_min_length_mm
             and piece.eccentricity >= detection.rod_min_eccentricity
             and piece.solidity >= detection.rod_min_solidity)
+
+
+def _lead_lettering(deposit, labels: np.ndarray, detection,
+                    pixel_area_mm2: float | None) -> bool:
+    """The lettering test of `select_deposits` (needs the source pixel area): the outline of
+    the deposit's largest piece is a polygon of a few straight sides meeting at right
+    angles."""
+    if pixel_area_mm2 is None:
+        return False
+    px_mm = float(np.sqrt(pixel_area_mm2))
+    r0, c0, r1, c1 = deposit.bbox
+    if 2 * ((r1 - r0) + (c1 - c0)) * px_mm < detection.lettering_min_outline_mm:
+        return False
+    piece = np.pad(largest_component(labels[r0:r1, c0:c1] == deposit.label), 1)
+    contours, _ = cv2.findContours(piece.view(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=len)
+    if cv2.arcLength(outline, True) * px_mm < detection.lettering_min_outline_mm:
+        return False
+    corners = cv2.approxPolyDP(outline, detection.lettering_tolerance_mm / px_mm, True)[:, 0]
+    if not 4 <= len(corners) <= detection.lettering_max_corners:
+        return False
+    sides = np.diff(np.vstack([corners, corners[:1]]), axis=0).astype(float)
+    following = np.roll(sides, -1, axis=0)
+    cosine = (np.einsum("ij,ij->i", sides, following)
+              / (np.linalg.norm(sides, axis=1) * np.linalg.norm(following, axis=1)))
+    return bool(np.all(np.abs(cosine) <= np.sin(np.radians(
+        detection.lettering_max_corner_error_deg))))
 
 
 class _StageClock:

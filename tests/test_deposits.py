@@ -122,6 +122,52 @@ def test_a_wire_is_hardware_even_with_noise_specks_grouped_to_it():
     assert {d.deposit_id for d in film.deposits if d.cnr >= 8} <= found
 
 
+def test_a_lead_letter_cut_square_is_lettering_and_a_bent_plate_is_not(dense_stones):
+    """An "L" or a "T" outline is straight sides meeting at right angles; a plate bent the
+    same way, its corners rounded and its sides ragged as calcium's are, is kept."""
+    import dataclasses
+
+    import cv2
+
+    from imaging.deposits import select_deposits
+
+    film, findings = dense_stones
+    detection = AnalysisConfig().detection
+    px_mm = float(np.sqrt(film.pixel_area_mm2))
+    mm = lambda value: int(round(value / px_mm))                                  # noqa: E731
+    stone = findings.deposits[0]
+
+    def kept(mask):
+        labels = np.zeros((mm(20), mm(20)), np.int32)
+        labels[mm(5):mm(5) + mask.shape[0], mm(5):mm(5) + mask.shape[1]] = mask
+        rows, cols = np.nonzero(labels)
+        deposit = dataclasses.replace(stone, label=1, area_px=int(labels.sum()),
+                                      bbox=(rows.min(), cols.min(), rows.max() + 1,
+                                            cols.max() + 1))
+        return len(select_deposits(labels, (deposit,), detection,
+                                   pixel_area_mm2=film.pixel_area_mm2)[1]) == 1
+
+    letter_l = np.zeros((mm(7), mm(5)), np.int32)
+    letter_l[:, :mm(1.2)] = 1
+    letter_l[-mm(1.2):, :] = 1
+    letter_t = np.zeros((mm(7), mm(6)), np.int32)
+    letter_t[:mm(1.2), :] = 1
+    letter_t[:, mm(2.4):mm(3.6)] = 1
+    bent = np.zeros((mm(7), mm(5)), np.uint8)
+    cv2.polylines(bent, [np.array([[mm(0.6), mm(0.6)], [mm(0.8), mm(6.3)],
+                                   [mm(4.4), mm(6.2)]], np.int32)], False, 1, mm(1.2))
+    rng = np.random.default_rng(0)
+    ragged = bent.astype(bool) & (rng.random(bent.shape) > 0.05)
+    ragged |= cv2.dilate(ragged.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & (
+        rng.random(bent.shape) > 0.7)
+
+    assert not kept(letter_l) and not kept(letter_t)
+    assert kept(bent.astype(np.int32)) and kept(ragged.astype(np.int32))
+    small_l = letter_l[::4, ::4]                      # an outline under 8 mm: too small to tell
+    assert 2 * sum(small_l.shape) * px_mm < detection.lettering_min_outline_mm
+    assert kept(small_l)
+
+
 def test_uncalibrated_film_reports_pixels_only(dense_stones):
     film, _ = dense_stones
     source = film.radiograph
@@ -196,6 +242,12 @@ def test_hip_film_reports_no_bone_as_deposits(radiographs):
     bone = findings.grid.mask_to_source(findings.anatomy.bone)
     for row, col in ((814, 876), (840, 972), (1219, 623)):      # what the large-limb scale found
         assert bone[row, col]
+
+
+def test_dental_films_lead_letter_is_not_a_deposit(radiographs):
+    """The panoramic dental film carries a bare lead "L" over the neck's soft tissue."""
+    findings = find_deposits(read_radiograph(radiographs / "dental_cr_modality_lut_sequence.dcm"))
+    assert not findings.labels[1447:1489, 1818:1841].any()
 
 
 def test_normal_hand_has_no_deposits(radiographs):

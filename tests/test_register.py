@@ -52,9 +52,19 @@ def test_recovers_known_rotation_and_shift(baseline):
     np.testing.assert_allclose(back_rows, rows_f, atol=1e-6)
     np.testing.assert_allclose(back_cols, cols_f, atol=1e-6)
     assert registration.correlation > 0.9 and registration.bone_dice > 0.9
-    # the follow-up's deposits land on the baseline's own (same patient-space deposits)
+    # the follow-up's labels resampled onto the baseline grid
     warped = registration.warp_followup_labels(followup.truth_labels, baseline.truth_labels.shape)
     assert warped.shape == baseline.truth_labels.shape
+    # The baseline's labels go the other way where its pixels map to.
+    onto = registration.warp_baseline_labels(baseline.truth_labels, followup.truth_labels.shape)
+    rows, cols = np.nonzero(baseline.truth_labels)
+    there = np.round(registration.baseline_to_followup(rows, cols)).astype(int)
+    assert np.mean(onto[there[0], there[1]] == baseline.truth_labels[rows, cols]) > 0.95
+    # The same films give the same transform, to the last bit (one thread everywhere).
+    again = register_films(baseline.radiograph, followup.radiograph, FAST,
+                           baseline_deposits=baseline.truth_labels,
+                           followup_deposits=followup.truth_labels)
+    assert again.transform.GetParameters() == registration.transform.GetParameters()
 
 
 @pytest.mark.parametrize("field, value", [("patient_key", "someone-else"), ("laterality", "L"),

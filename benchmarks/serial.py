@@ -15,13 +15,17 @@ declared changes between consecutive visits. For every consecutive pair:
   against the true category (``series.changes``); the same with the truth labels as the
   detections (``oracle``: isolates registration + matching + rules from detection).
 
+Both the categories and the repeatability compare a pair as a follow-up is compared:
+registered, with the deposits found again in the pair (`imaging.paired`).
+
 Repeatability: ``stable`` pairs (deposits kept, ±2 % size drift that the truth records) are
 films of the same deposits re-acquired in a new position, dose and noise. The error of a
-pair is its detected area ratio over its true area ratio, minus 1. The smallest detectable
-difference (Bland-Altman repeatability coefficient) is SDD = 1.96 x SD of that error
-(relative), and 1.96 x SD of the absolute area error (mm²); the robust versions (SD from the
-median absolute deviation, so that one film where the detector fails outright does not set
-the constant) give the defaults of `imaging.config.RepeatabilityConfig`.
+pair is its detected area ratio over its true area ratio, minus 1 (printed beside: the same
+from the films' own totals, ``films alone``). The smallest detectable difference
+(Bland-Altman repeatability coefficient) is SDD = 1.96 x SD of that error (relative), and
+1.96 x SD of the absolute area error (mm²), printed plain and robust (SD from the median
+absolute deviation, so that one film where the detector fails outright does not set the
+constant); `imaging.config.RepeatabilityConfig` says which give its defaults.
 """
 
 from __future__ import annotations
@@ -31,14 +35,16 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from imaging.compare import FilmDeposits, compare_burden, match_deposits
 from imaging.config import AnalysisConfig
-from imaging.deposits import find_deposits
+from imaging.deposits import DepositFindings, find_deposits
 from imaging.files import atomic_output
+from imaging.paired import find_again_in_pair
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
 from imaging.preprocess import robust_sd
 from imaging.register import ComparisonRefused, register_films
@@ -49,12 +55,21 @@ CHANGES = (("progression", "improvement"), ("stable", "progression"), ("improvem
            ("new", "resolution"), ("progression", "stable"), ("improvement", "progression"))
 
 
-def detected(film, config: AnalysisConfig) -> FilmDeposits:
+@dataclass(frozen=True)
+class Detected:
+    """calcitrack's findings on a phantom film and its deposits as the comparison takes them."""
+
+    findings: DepositFindings
+    deposits: FilmDeposits
+
+
+def detected(film, config: AnalysisConfig) -> Detected:
     """calcitrack's deposits on a phantom film."""
     findings = find_deposits(film.radiograph, config)
     rows = tuple({"deposit_id": d.label, "area_px": d.area_px, "region": None,
                   "relative_density": d.relative_density} for d in findings.deposits)
-    return FilmDeposits(findings.labels, rows, film.radiograph.pixel_area_mm2)
+    return Detected(findings, FilmDeposits(findings.labels, rows,
+                                           film.radiograph.pixel_area_mm2))
 
 
 def oracle(film) -> FilmDeposits:
@@ -91,7 +106,14 @@ def landmark_errors(series, registration, b: int, f: int) -> tuple[float, float]
     return (float(error[seen].max()) if seen.any() else math.nan), float(error.max())
 
 
-def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig) -> dict:
+def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig, *,
+            found_again: tuple[Detected, Detected] | None = None) -> dict:
+    """Whole-film change of a registered pair; with both films' detector findings, on the
+    deposits found again in the pair (`imaging.paired`)."""
+    if found_again is not None:
+        b_dep, f_dep = find_again_in_pair(base.radiograph, found_again[0].findings, b_dep,
+                                          follow.radiograph, found_again[1].findings, f_dep,
+                                          registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),
@@ -123,8 +145,8 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig, report=print) -
             start = time.perf_counter()
             try:
                 registration = register_films(base.radiograph, follow.radiograph, config,
-                                              baseline_deposits=pipeline[b].labels,
-                                              followup_deposits=pipeline[f].labels)
+                                              baseline_deposits=pipeline[b].deposits.labels,
+                                              followup_deposits=pipeline[f].deposits.labels)
             except ComparisonRefused as exc:
                 record.update(refused=str(exc))
                 pairs.append(record)
@@ -135,8 +157,9 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig, report=print) -
             record.update(landmark_error_mm=in_field, landmark_error_all_mm=every,
                           correlation=registration.correlation,
                           bone_dice=registration.bone_dice,
-                          pipeline=compare(base, follow, pipeline[b], pipeline[f], registration,
-                                           config),
+                          pipeline=compare(base, follow, pipeline[b].deposits,
+                                           pipeline[f].deposits, registration, config,
+                                           found_again=(pipeline[b], pipeline[f])),
                           oracle=compare(base, follow, oracle(base), oracle(follow),
                                          registration, config))
             pairs.append(record)
@@ -149,7 +172,9 @@ def run_series(n_series: int, seed: int, config: AnalysisConfig, report=print) -
 
 
 def run_repeats(n_repeats: int, seed: int, config: AnalysisConfig, report=print) -> list[dict]:
-    """Stable pairs: the same deposits re-acquired (new position, dose and noise)."""
+    """Stable pairs: the same deposits re-acquired (new position, dose and noise), compared
+    as a follow-up is (registered, deposits found again in the pair); the films' own totals
+    are kept beside (``alone``)."""
     repeats = []
     for i in range(n_repeats):
         spec = SeriesSpec(ANATOMIES[i % len(ANATOMIES)], seed=seed * 1000 + 500 + i,
@@ -157,18 +182,36 @@ def run_repeats(n_repeats: int, seed: int, config: AnalysisConfig, report=print)
         series = make_series(spec)
         base, follow = series.visits
         b_det, f_det = detected(base, config), detected(follow, config)
-        b_area = sum(r["area_px"] for r in b_det.rows) * base.pixel_area_mm2
-        f_area = sum(r["area_px"] for r in f_det.rows) * follow.pixel_area_mm2
+        alone = [sum(r["area_px"] for r in d.deposits.rows) * v.pixel_area_mm2
+                 for d, v in ((b_det, base), (f_det, follow))]
+        try:
+            registration = register_films(base.radiograph, follow.radiograph, config,
+                                          baseline_deposits=b_det.deposits.labels,
+                                          followup_deposits=f_det.deposits.labels)
+            pair = compare(base, follow, b_det.deposits, f_det.deposits, registration, config,
+                           found_again=(b_det, f_det))
+            b_area, f_area = pair["baseline_mm2"], pair["followup_mm2"]
+        except ComparisonRefused as exc:
+            report(f"repeat {spec.anatomy:<9} seed {spec.seed}: REFUSED {exc}")
+            b_area, f_area = alone
         true_ratio = follow.total_area_mm2 / base.total_area_mm2 if base.total_area_mm2 else 1.0
+
+        def error(b, f):
+            return (f / b / true_ratio - 1) if b else None
+
         record = {"anatomy": spec.anatomy, "seed": spec.seed, "baseline_mm2": b_area,
                   "followup_mm2": f_area, "true_baseline_mm2": base.total_area_mm2,
                   "true_followup_mm2": follow.total_area_mm2,
-                  "relative_error": (f_area / b_area / true_ratio - 1) if b_area else None,
-                  "absolute_error_mm2": f_area - b_area * true_ratio}
+                  "relative_error": error(b_area, f_area),
+                  "absolute_error_mm2": f_area - b_area * true_ratio,
+                  "alone_mm2": alone, "alone_relative_error": error(*alone)}
         repeats.append(record)
+        alone_error = record["alone_relative_error"]
         report(f"repeat {spec.anatomy:<9} seed {spec.seed}: {b_area:.1f} -> {f_area:.1f} mm² "
                f"(truth {base.total_area_mm2:.1f} -> {follow.total_area_mm2:.1f}); error "
-               f"{record['relative_error'] if record['relative_error'] is not None else math.nan:+.1%}")
+               f"{record['relative_error'] if record['relative_error'] is not None else math.nan:+.1%}"
+               f" (films alone {alone[0]:.1f} -> {alone[1]:.1f}, "
+               f"{alone_error if alone_error is not None else math.nan:+.1%})")
     return repeats
 
 
@@ -177,6 +220,7 @@ def summarise(pairs, repeats) -> dict:
     in_field = [p["landmark_error_mm"] for p in done if not math.isnan(p["landmark_error_mm"])]
     every = [p["landmark_error_all_mm"] for p in done]
     relative = [r["relative_error"] for r in repeats if r["relative_error"] is not None]
+    alone = [r["alone_relative_error"] for r in repeats if r["alone_relative_error"] is not None]
     absolute = [r["absolute_error_mm2"] for r in repeats]
 
     def agreement(key):
@@ -201,6 +245,8 @@ def summarise(pairs, repeats) -> dict:
         "n_repeats": len(repeats),
         "repeat_area_within_10pct": (sum(abs(e) <= 0.10 for e in relative) / len(relative)
                                      if relative else None),
+        "repeat_area_within_10pct_films_alone": (
+            sum(abs(e) <= 0.10 for e in alone) / len(alone) if alone else None),
         "repeat_relative_error_sd": float(np.std(relative, ddof=1)) if len(relative) > 1 else None,
         "sdd_relative": 1.96 * float(np.std(relative, ddof=1)) if len(relative) > 1 else None,
         "sdd_absolute_mm2": 1.96 * float(np.std(absolute, ddof=1)) if len(absolute) > 1 else None,

@@ -143,6 +143,11 @@ class RegionChange:
     n_shrunk: int
     n_new: int
     n_resolved: int
+    baseline_found_again_px: int = 0
+    """Pixels of the baseline's deposits found again where the follow-up has deposits
+    (`imaging.paired`)..."""
+    followup_found_again_px: int = 0
+    """...and of the follow-up's, where the baseline has deposits."""
 
     @property
     def n_matched(self) -> int:
@@ -296,7 +301,8 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
             change, pct, change_category(b_area, f_area, config.change_threshold),
             abs(change) < sdd, sdd, _density(b_rows), _density(f_rows),
             counts[MatchStatus.PERSISTENT], counts[MatchStatus.GROWN],
-            counts[MatchStatus.SHRUNK], counts[MatchStatus.NEW], counts[MatchStatus.RESOLVED]))
+            counts[MatchStatus.SHRUNK], counts[MatchStatus.NEW], counts[MatchStatus.RESOLVED],
+            _found_again_px(b_rows), _found_again_px(f_rows)))
     return tuple(changes)
 
 
@@ -328,6 +334,10 @@ def _pair_counts(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> np.ndarray
     both = (a > 0) & (b > 0)
     flat = a[both] * n_b + b[both]
     return np.bincount(flat, minlength=n_a * n_b).reshape(n_a, n_b)
+
+
+def _found_again_px(rows) -> int:
+    return sum(int(r.get("found_again_px") or 0) for r in rows)
 
 
 def _region(row: dict) -> str | None:

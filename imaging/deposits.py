@@ -50,6 +50,10 @@ PROFILE_TILES = 2
 COARSE_PROFILE_TILES = 4
 #: Soft tissue this close to bone (mm) holds the blur of the cortex edge: not searched.
 BONE_EDGE_MARGIN_MM = 0.4
+#: Outlines are drawn on the excess smoothed at this scale (mm)...
+OUTLINE_SMOOTHING_MM = 0.1
+#: ...within this distance (mm) of what found the deposit.
+OUTLINE_REACH_MM = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,18 +110,33 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                        region=region)
     labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy, background,
                    significance, candidates, config, region=region)
-    deposits = clock("measures", measure_deposits, radiograph.pixels, labels,
-                     grid.to_source(background, cv2.INTER_LINEAR), grid.source_spacing_mm,
-                     calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
-                     soft_tissue=grid.mask_to_source(anatomy.soft_tissue),
-                     bone=grid.mask_to_source(anatomy.bone), body=grid.mask_to_source(anatomy.body))
-    detection = config.detection
-    if is_hand_film(radiograph.metadata.body_part):
-        detection = dataclasses.replace(detection,
-                                        skin_line_depth_mm=detection.skin_line_depth_hand_mm)
-    labels, deposits = clock("selection", select_deposits, labels, deposits, detection,
+    deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
+                     grid.to_source(background, cv2.INTER_LINEAR), labels)
+    labels, deposits = clock("selection", select_deposits, labels, deposits,
+                             detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
     return DepositFindings(labels, deposits, anatomy, grid, background)
+
+
+def measure_on_film(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
+                    background: np.ndarray, labels: np.ndarray) -> tuple[DepositMeasures, ...]:
+    """`measure_deposits` of the `labels` outlined on a film, with its anatomy's masks and its
+    soft-tissue `background` (source grid)."""
+    return measure_deposits(radiograph.pixels, labels, background, grid.source_spacing_mm,
+                            calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
+                            soft_tissue=grid.mask_to_source(anatomy.soft_tissue),
+                            bone=grid.mask_to_source(anatomy.bone),
+                            body=grid.mask_to_source(anatomy.body))
+
+
+def detection_rules(config: AnalysisConfig, body_part: str | None):
+    """The `DetectionConfig` for a film of `body_part`: hand, wrist and forearm films have a
+    thinner skin line (`skin_line_depth_hand_mm`)."""
+    detection = config.detection
+    if is_hand_film(body_part):
+        detection = dataclasses.replace(detection,
+                                        skin_line_depth_mm=detection.skin_line_depth_hand_mm)
+    return detection
 
 
 def select_deposits(labels: np.ndarray, deposits, detection, *,
@@ -465,9 +484,7 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     seed_map = (significance >= config.detection.seed_cnr).astype(np.float32)
     seed_reach = disk(2 * config.detection.seed_reach_mm / source_px_mm + 1)
     group_reach = disk(config.detection.max_speck_gap_mm / source_px_mm + 1)
-    sigma_src = max(0.1 / source_px_mm, 0.7)
-    plateau_px = config.detection.plateau_min_area_mm2 / float(np.prod(grid.source_spacing_mm))
-    reach_px = 2 * 0.5 / source_px_mm + 1
+    reach_px = 2 * OUTLINE_REACH_MM / source_px_mm + 1
     next_label = 1
     for label, found in enumerate(bounding_boxes(candidates), start=1):
         if found is None:
@@ -482,11 +499,9 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
             continue
         allowed = _crop_to_source(soft, *window, size) > 0
         local_bg = _crop_to_source(background, *window, size, cv2.INTER_LINEAR)
-        smooth = cv2.GaussianBlur(radiograph.pixels[sr0:sr1, sc0:sc1] - local_bg, (0, 0), sigma_src)
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
-        mask = _half_maximum_basins(smooth, region, allowed & ~region,
-                                    config.detection.edge_fraction, plateau_px,
-                                    config.detection.plateau_peak_percentile)
+        mask = half_maximum_outline(radiograph.pixels[sr0:sr1, sc0:sc1], local_bg, region,
+                                    allowed, config.detection, grid.source_spacing_mm)
         _, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         seeds = (_crop_to_source(seed_map, *window, size) > 0) & core
         seeded = cv2.dilate(seeds.astype(np.uint8), seed_reach) > 0
@@ -505,6 +520,20 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
                 target[members] = next_label
                 next_label += 1
     return labels
+
+
+def half_maximum_outline(pixels: np.ndarray, background: np.ndarray, region: np.ndarray,
+                         allowed: np.ndarray, detection, spacing_mm: tuple[float, float]
+                         ) -> np.ndarray:
+    """The outline rule of `outline_in_source_grid` on a crop of the source grid: the pixels
+    of `region` at `edge_fraction` of the peak of the basin they drain to, on the excess over
+    `background` smoothed by `OUTLINE_SMOOTHING_MM` (the noise is measured on `allowed` pixels
+    outside `region`)."""
+    sigma = max(OUTLINE_SMOOTHING_MM / min(spacing_mm), 0.7)
+    smooth = cv2.GaussianBlur(pixels - background, (0, 0), sigma)
+    plateau_px = detection.plateau_min_area_mm2 / float(np.prod(spacing_mm))
+    return _half_maximum_basins(smooth, region, allowed & ~region, detection.edge_fraction,
+                                plateau_px, detection.plateau_peak_percentile)
 
 
 def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,

@@ -7,8 +7,9 @@ them by pseudonymous patient key, laterality, body part and view, orders each gr
 study date and does the same within each group (films without a patient key or study date
 cannot be placed in a series: they are reported and left out).
 
-Each pair is registered on bone (`imaging.register`), its deposits are matched and its burden
-compared per region (`imaging.compare`). A pair that does not show the same anatomy, or does
+Each pair is registered on bone (`imaging.register`), each film is looked at again where the
+other has deposits (`imaging.paired`: deposits found again), its deposits are matched and its
+burden compared per region (`imaging.compare`). A pair that does not show the same anatomy, or does
 not align, is *refused*: its ``changes.csv`` row says ``status = refused`` and why; it is
 never compared silently.
 
@@ -18,7 +19,8 @@ Outputs in DIR:
   areas, counts, densities, ``change_pct``, ``category`` (progression > +25 %, improvement
   < -25 %, else stable), ``within_repeatability``, match counts, ``response`` (baseline
   references only: the response as of that follow-up) and the registration's figures;
-- ``matches.csv`` — one row per linked deposit pair, and per new or resolved deposit;
+- ``matches.csv`` — one row per linked deposit pair, and per new or resolved deposit; a
+  deposit found again (not in ``deposits.csv``, numbered after the film's own) is flagged;
 - ``images.csv``, ``deposits.csv``, ``regions.csv``, ``masks/<image_id>.png`` — as
   ``calcitrack analyze``;
 - ``plots/<series>.png`` — burden over time per series, one line per region;
@@ -49,8 +51,10 @@ from imaging.compare import (
     response_category,
 )
 from imaging.config import AnalysisConfig, load_config
+from imaging.deposits import DepositFindings, find_deposits
 from imaging.export import Provenance, Status, write_csv
 from imaging.files import atomic_output
+from imaging.paired import find_again_in_pair
 from imaging.radiograph import Radiograph
 from imaging.register import register_films
 
@@ -70,19 +74,21 @@ CHANGE_COLUMNS = (
     "change_area", "change_pct", "category", "within_repeatability",
     "smallest_detectable_difference", "baseline_density", "followup_density",
     "density_change", "n_matched", "n_persistent", "n_grown", "n_shrunk", "n_new",
-    "n_resolved", "response", "registration_rotation_deg", "registration_scale",
+    "n_resolved", "response", "baseline_found_again_px", "followup_found_again_px",
+    "registration_rotation_deg", "registration_scale",
     "registration_shift_row_mm", "registration_shift_col_mm", "registration_correlation",
     "registration_bone_dice", "calcitrack_version", "config_hash",
 )
 """Columns of ``changes.csv``. ``change_area`` and ``smallest_detectable_difference`` are in
 ``units`` (mm2, or px = baseline pixels for uncalibrated films); ``reference`` is baseline or
-previous."""
+previous. Areas and counts include the deposits found again (`imaging.paired`);
+``*_found_again_px`` say how many of each film's own pixels that added."""
 
 MATCH_COLUMNS = (
     "reference", "baseline_image_id", "followup_image_id", "group", "baseline_deposit_id",
     "followup_deposit_id", "status", "region", "baseline_area_px", "followup_area_px",
-    "baseline_area_mm2", "followup_area_mm2", "group_change_pct", "calcitrack_version",
-    "config_hash",
+    "baseline_area_mm2", "followup_area_mm2", "group_change_pct", "baseline_found_again",
+    "followup_found_again", "calcitrack_version", "config_hash",
 )
 """Columns of ``matches.csv``: one row per linked pair, new or resolved deposit; ``group``
 numbers the deposits that were matched together (a split or merge has several rows)."""
@@ -172,7 +178,7 @@ def analyse_films(paths, out_dir: str | os.PathLike, config: AnalysisConfig,
 
 
 def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: AnalysisConfig, *,
-                 reference: str = "baseline", radiographs: dict | None = None) -> PairOutcome:
+                 reference: str = "baseline", analyses: dict | None = None) -> PairOutcome:
     """Register, match and compare two analysed films (writes nothing).
 
     A film that failed analysis, mismatching metadata or a failed registration give a
@@ -195,16 +201,20 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
         if not film.ok:
             return refused(f"{film.image_id} could not be analysed: {film.row.get('error')}")
     try:
-        b_rad = _radiograph(baseline, config, radiographs)
-        f_rad = _radiograph(followup, config, radiographs)
+        b_rad, b_findings = _analysis(baseline, config, analyses)
+        f_rad, f_findings = _analysis(followup, config, analyses)
         registration = register_films(b_rad, f_rad, config,
                                       baseline_deposits=baseline.result.labels,
                                       followup_deposits=followup.result.labels)
     except CalcitrackError as exc:   # not the same anatomy, no alignment, unreadable film
         return refused(str(exc))
-    b_dep = FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2)
-    f_dep = FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2)
-    warped = registration.warp_followup_labels(followup.result.labels, b_rad.shape)
+    b_dep, f_dep = find_again_in_pair(
+        b_rad, b_findings,
+        FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2),
+        f_rad, f_findings,
+        FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2),
+        registration, config)
+    warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),
@@ -245,7 +255,9 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "density_change": density_change, "n_matched": change.n_matched,
                      "n_persistent": change.n_persistent, "n_grown": change.n_grown,
                      "n_shrunk": change.n_shrunk, "n_new": change.n_new,
-                     "n_resolved": change.n_resolved, "response": response})
+                     "n_resolved": change.n_resolved, "response": response,
+                     "baseline_found_again_px": change.baseline_found_again_px,
+                     "followup_found_again_px": change.followup_found_again_px})
     match_rows = tuple({key: base[key] for key in ("reference", "baseline_image_id",
                                                     "followup_image_id", "calcitrack_version",
                                                     "config_hash")}
@@ -256,7 +268,9 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                           "followup_area_px": m.followup_area_px,
                           "baseline_area_mm2": m.baseline_area_mm2,
                           "followup_area_mm2": m.followup_area_mm2,
-                          "group_change_pct": m.group_change_pct}
+                          "group_change_pct": m.group_change_pct,
+                          "baseline_found_again": _found_again(b_dep, m.baseline_deposit_id),
+                          "followup_found_again": _found_again(f_dep, m.followup_deposit_id)}
                        for m in matches)
     return PairOutcome(baseline, followup, reference, tuple(rows), match_rows)
 
@@ -327,10 +341,10 @@ def run_series(series, out_dir: str | os.PathLike, config: AnalysisConfig, *,
                                    os.fspath(film.item.path))
 
         for films_of in series:
-            radiographs = {}
+            analyses = {}
             for baseline, followup, reference in series_pairs(films_of):
                 outcome = compare_pair(baseline, followup, config, reference=reference,
-                                       radiographs=radiographs)
+                                       analyses=analyses)
                 outcomes.append(outcome)
                 keys = key(baseline), key(followup)
                 if None not in keys:      # a film that was never analysed is not stored
@@ -390,15 +404,23 @@ def write_burden_plot(path: str | os.PathLike, films) -> None:
         figure.savefig(tmp, format="png", metadata={"Software": None})
 
 
-def _radiograph(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> Radiograph:
+def _analysis(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None
+              ) -> tuple[Radiograph, DepositFindings]:
+    """The film read again and the detector's findings on it (its background and anatomy,
+    which deposits are found again with), kept in `cache` for the film's other pairs."""
     if cache is not None and film.image_id in cache:
         return cache[film.image_id]
     radiograph = read_radiograph(film.item.path, user_spacing=film.user_spacing,
                                  pseudonym_key=film.pseudonym_key,
                                  max_megapixels=config.max_megapixels)
+    analysis = radiograph, find_deposits(radiograph, config)
     if cache is not None:
-        cache[film.image_id] = radiograph
-    return radiograph
+        cache[film.image_id] = analysis
+    return analysis
+
+
+def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:
+    return None if deposit_id is None else bool(deposits.row(deposit_id).get("found_again"))
 
 
 def _series_name(film: AnalysedFilm) -> str:

@@ -65,6 +65,9 @@ def test_track_two_films(tracked):
     regions = [r for r in changes if r["region"] != "all"]
     assert sum(float(r["followup_area_mm2"]) for r in regions) == pytest.approx(
         float(whole[0]["followup_area_mm2"]))
+    for side in ("baseline", "followup"):
+        assert sum(int(r[f"{side}_found_again_px"]) for r in regions) == int(
+            whole[0][f"{side}_found_again_px"])
     matches = _rows(out / "matches.csv")
     assert {m["status"] for m in matches} <= {"persistent", "grown", "shrunk", "new", "resolved"}
     n_followup = sum(1 for m in matches if m["followup_deposit_id"])
@@ -72,9 +75,10 @@ def test_track_two_films(tracked):
     assert int(whole[0]["n_grown"]) + int(whole[0]["n_new"]) >= 1
     assert list((out / "plots").glob("*.png"))
     with sqlite3.connect(out / "calcitrack.sqlite") as db:
-        stored = db.execute("SELECT region, category, baseline_area_mm2 FROM comparisons "
-                            "ORDER BY region").fetchall()
-    assert ("all", category, pytest.approx(float(whole[0]["baseline_area_mm2"]))) in stored
+        stored = db.execute("SELECT region, category, baseline_area_mm2, "
+                            "followup_found_again_px FROM comparisons ORDER BY region").fetchall()
+    assert ("all", category, pytest.approx(float(whole[0]["baseline_area_mm2"])),
+            int(whole[0]["followup_found_again_px"])) in stored
     assert len(stored) == len(changes)
 
 

@@ -216,11 +216,11 @@ class DetectionConfig:
     """...and this solid (uniformly wide) is hardware, a Kirschner wire or a needle, not
     calcium: sheets of calcinosis that long are curved and ragged."""
     lettering_min_outline_mm: float = 8.0
-    """A deposit whose outline is at least this long..."""
+    """A deposit whose outline (and bounding box's perimeter) is at least this long..."""
     lettering_tolerance_mm: float = 0.3
     """...and within this distance of a polygon of straight sides..."""
     lettering_max_corners: int = 12
-    """...with no more than this many corners...."""
+    """...with no more than this many corners..."""
     lettering_max_corner_error_deg: float = 20.0
     """...every one a right angle give or take this much is a lead marker letter (an "L",
     a "T"), not calcium: lettering is cut square, calcium never is."""

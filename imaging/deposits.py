@@ -262,8 +262,7 @@ def _straight_rod(deposit, labels: np.ndarray, detection, pixel_area_mm2: float 
     r0, c0, r1, c1 = deposit.bbox
     if float(np.hypot(r1 - r0, c1 - c0)) * px_mm < detection.rod_min_length_mm:
         return False
-    largest = largest_component(labels[r0:r1, c0:c1] == deposit.label)
-    piece = regionprops(largest.view(np.uint8))[0]
+    piece = regionprops(_largest_piece(deposit, labels).view(np.uint8))[0]
     pr0, pc0, pr1, pc1 = piece.bbox
     return (float(np.hypot(pr1 - pr0, pc1 - pc0)) * px_mm >= detection.rod_min_length_mm
             and piece.eccentricity >= detection.rod_min_eccentricity
@@ -274,14 +273,15 @@ def _lead_lettering(deposit, labels: np.ndarray, detection,
                     pixel_area_mm2: float | None) -> bool:
     """The lettering test of `select_deposits` (needs the source pixel area): the outline of
     the deposit's largest piece is a polygon of a few straight sides meeting at right
-    angles."""
+    angles. Deposits whose bounding box has a shorter perimeter than
+    `lettering_min_outline_mm` are passed over unmeasured."""
     if pixel_area_mm2 is None:
         return False
     px_mm = float(np.sqrt(pixel_area_mm2))
     r0, c0, r1, c1 = deposit.bbox
     if 2 * ((r1 - r0) + (c1 - c0)) * px_mm < detection.lettering_min_outline_mm:
         return False
-    piece = np.pad(largest_component(labels[r0:r1, c0:c1] == deposit.label), 1)
+    piece = np.pad(_largest_piece(deposit, labels), 1)
     contours, _ = cv2.findContours(piece.view(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
     outline = max(contours, key=len)
@@ -296,6 +296,12 @@ def _lead_lettering(deposit, labels: np.ndarray, detection,
               / (np.linalg.norm(sides, axis=1) * np.linalg.norm(following, axis=1)))
     return bool(np.all(np.abs(cosine) <= np.sin(np.radians(
         detection.lettering_max_corner_error_deg))))
+
+
+def _largest_piece(deposit, labels: np.ndarray) -> np.ndarray:
+    """The largest connected piece of a deposit, within its bounding box (bool)."""
+    r0, c0, r1, c1 = deposit.bbox
+    return largest_component(labels[r0:r1, c0:c1] == deposit.label)
 
 
 class _StageClock:

@@ -69,8 +69,9 @@ def find_again(radiograph: Radiograph, findings: DepositFindings, own: FilmDepos
     Returns
     -------
     FilmDeposits
-        `own` with the pixels found again: extensions of its deposits (their ``area_px``
-        grows, ``found_again_px`` counts the pixels added) and deposits of their own,
+        `own` with the pixels found again: extensions of its deposits (their ``area_px``,
+        which the comparison reads, grows and ``found_again_px`` counts the pixels added;
+        their other ``deposits.csv`` columns stay the film's own) and deposits of their own,
         numbered after the film's, whose rows carry ``found_again = True``, the ``region``
         of the deposit sought there and their ``relative_density``.
     """
@@ -153,9 +154,6 @@ def _with_found(own: FilmDeposits, sought: FilmDeposits, outlines: np.ndarray, k
             row = rows[deposit_id]
             row["area_px"] = int(row["area_px"]) + int(piece.sum())
             row["found_again_px"] = int(row.get("found_again_px") or 0) + int(piece.sum())
-            if "area_mm2" in row:
-                row["area_mm2"] = (None if own.pixel_area_mm2 is None
-                                   else row["area_px"] * own.pixel_area_mm2)
         else:
             deposit_id, next_id = next_id, next_id + 1
             other = sought.row(int(np.bincount(sought_here[sought_here > 0]).argmax()))

@@ -9,9 +9,9 @@ cannot be placed in a series: they are reported and left out).
 
 Each pair is registered on bone (`imaging.register`), each film is looked at again where the
 other has deposits (`imaging.paired`: deposits found again), its deposits are matched and its
-burden compared per region (`imaging.compare`). A pair that does not show the same anatomy, or does
-not align, is *refused*: its ``changes.csv`` row says ``status = refused`` and why; it is
-never compared silently.
+burden compared per region (`imaging.compare`). A pair that does not show the same anatomy,
+or does not align, is *refused*: its ``changes.csv`` row says ``status = refused`` and why;
+it is never compared silently.
 
 Outputs in DIR:
 
@@ -201,17 +201,17 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
         if not film.ok:
             return refused(f"{film.image_id} could not be analysed: {film.row.get('error')}")
     try:
-        b_rad, b_findings = _analysis(baseline, config, analyses)
-        f_rad, f_findings = _analysis(followup, config, analyses)
+        b_film, f_film = _reread(baseline, config, analyses), _reread(followup, config, analyses)
+        b_rad, f_rad = b_film.radiograph, f_film.radiograph
         registration = register_films(b_rad, f_rad, config,
                                       baseline_deposits=baseline.result.labels,
                                       followup_deposits=followup.result.labels)
     except CalcitrackError as exc:   # not the same anatomy, no alignment, unreadable film
         return refused(str(exc))
     b_dep, f_dep = find_again_in_pair(
-        b_rad, b_findings,
+        b_rad, b_film.findings(config),
         FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2),
-        f_rad, f_findings,
+        f_rad, f_film.findings(config),
         FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2),
         registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
@@ -404,19 +404,30 @@ def write_burden_plot(path: str | os.PathLike, films) -> None:
         figure.savefig(tmp, format="png", metadata={"Software": None})
 
 
-def _analysis(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None
-              ) -> tuple[Radiograph, DepositFindings]:
-    """The film read again and the detector's findings on it (its background and anatomy,
-    which deposits are found again with), kept in `cache` for the film's other pairs."""
+@dataclass(eq=False)
+class _Reread:
+    """A film read again for its comparisons, and the detector's findings on it (its
+    background and anatomy, which deposits are found again with), made when first asked."""
+
+    radiograph: Radiograph
+    _findings: DepositFindings | None = None
+
+    def findings(self, config: AnalysisConfig) -> DepositFindings:
+        if self._findings is None:
+            self._findings = find_deposits(self.radiograph, config)
+        return self._findings
+
+
+def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _Reread:
+    """The film read again, kept in `cache` for the film's other pairs."""
     if cache is not None and film.image_id in cache:
         return cache[film.image_id]
-    radiograph = read_radiograph(film.item.path, user_spacing=film.user_spacing,
-                                 pseudonym_key=film.pseudonym_key,
-                                 max_megapixels=config.max_megapixels)
-    analysis = radiograph, find_deposits(radiograph, config)
+    reread = _Reread(read_radiograph(film.item.path, user_spacing=film.user_spacing,
+                                     pseudonym_key=film.pseudonym_key,
+                                     max_megapixels=config.max_megapixels))
     if cache is not None:
-        cache[film.image_id] = analysis
-    return analysis
+        cache[film.image_id] = reread
+    return reread
 
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:

@@ -21,6 +21,9 @@ from .preprocess import AnalysisGrid, robust_sd, skin_depth_background, smooth_b
 HAND_SCALE_PARTS = frozenset({"HAND", "FINGER", "WRIST", "FOREARM", "ARM", "ELBOW"})
 #: ...those with the widest bone regions (`AnatomyConfig.bone_scale_pelvis_mm`)...
 PELVIS_PARTS = frozenset({"HIP", "PELVIS"})
+#: ...those of dental films, where the mandible and the teeth form a dense band as wide
+#: (`AnatomyConfig.bone_scale_jaw_mm`)...
+JAW_PARTS = frozenset({"JAW", "MANDIBLE", "MAXILLA", "TMJ", "TOOTH", "MOUTH"})
 #: ...those of a long limb segment, whose bones are all wide (see
 #: `AnatomyConfig.long_limb_min_island_width_mm`)...
 LONG_LIMB_PARTS = frozenset({"LEG", "THIGH", "FEMUR", "TIBIA", "FIBULA"})
@@ -119,13 +122,15 @@ def bone_scale_mm(config: AnatomyConfig, body_part: str | None) -> float:
     """Widest bone expected across its shaft on a film of this body part (mm).
 
     Hand and forearm films, mammograms and films that do not name their body part use
-    `bone_scale_mm`; hip and pelvis films `bone_scale_pelvis_mm`; large limbs, chest and the
-    rest `bone_scale_limb_mm`.
+    `bone_scale_mm`; hip and pelvis films `bone_scale_pelvis_mm`; dental films
+    `bone_scale_jaw_mm`; large limbs, chest and the rest `bone_scale_limb_mm`.
     """
     part = _part(body_part)
     if not part or part in HAND_SCALE_PARTS | BONELESS_PARTS:
         return config.bone_scale_mm
-    return config.bone_scale_pelvis_mm if part in PELVIS_PARTS else config.bone_scale_limb_mm
+    if part in PELVIS_PARTS:
+        return config.bone_scale_pelvis_mm
+    return config.bone_scale_jaw_mm if part in JAW_PARTS else config.bone_scale_limb_mm
 
 
 def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,

@@ -57,10 +57,14 @@ class AnatomyConfig:
     bone_scale_limb_mm: float = 60.0
     """The same for films of large limbs (leg, knee, shoulder, chest...)..."""
     bone_scale_pelvis_mm: float = 100.0
-    """...and for hip and pelvis films, where the femoral head, the acetabulum and the
+    """...for hip and pelvis films, where the femoral head, the acetabulum and the
     ischium overlap into one dense region far wider than a shaft (at 60 mm the femoral head
     and neck of the real hip film were left out of the bone mask and their trabeculae
-    reported as deposits)."""
+    reported as deposits)..."""
+    bone_scale_jaw_mm: float = 100.0
+    """...and for dental films, whose mandible and teeth form a dense band as wide (at the
+    hand scale, pieces of the real panoramic film's mandible were reported as deposits; at
+    60 mm the foot of its lead "L" marker joined the bone mask and its stem was reported)."""
     bone_marker_fraction: float = 0.4
     """Sure-bone markers for the watershed are found with an opening this fraction of the
     bone scale (it finds cortex and small bones)."""

@@ -39,6 +39,17 @@ MAX_MEGAPIXELS = 400.0
 #: Smaller images are icons or test objects, not radiographs.
 MIN_SIDE_PIXELS = 16
 _CROSS_SECTIONAL_MODALITIES = frozenset({"CT", "MR", "PT", "NM", "US", "RTIMAGE", "OCT", "OP"})
+#: Words of a film's descriptions that name its body part when Body Part Examined is empty (a
+#: panoramic dental film may say only "TEETH"), as the Body Part Examined term they stand for.
+DESCRIBED_BODY_PARTS = {
+    "HAND": "HAND", "FINGER": "FINGER", "FINGERS": "FINGER", "WRIST": "WRIST",
+    "FOREARM": "FOREARM", "ELBOW": "ELBOW", "HIP": "HIP", "PELVIS": "PELVIS", "KNEE": "KNEE",
+    "LEG": "LEG", "TIBIA": "TIBIA", "FEMUR": "FEMUR", "ANKLE": "ANKLE", "FOOT": "FOOT",
+    "SHOULDER": "SHOULDER", "CHEST": "CHEST", "JAW": "JAW", "MANDIBLE": "JAW", "TEETH": "JAW",
+    "TOOTH": "JAW", "DENTAL": "JAW", "PANORAMIC": "JAW", "OPG": "JAW",
+}
+#: Modalities that are dental films whatever their descriptions say: intra-oral, panoramic.
+DENTAL_MODALITIES = frozenset({"IO", "PX"})
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_IMAGE_STORAGE_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -254,12 +265,14 @@ def _to_radiograph(ds: Dataset, stored: np.ndarray, path: str, user_spacing, key
     spacing, source, notes = resolve_spacing(
         _floats(ds, "PixelSpacing"), _floats(ds, "ImagerPixelSpacing"),
         _float(ds, "EstimatedRadiographicMagnificationFactor"), user_spacing)
+    body_part, body_part_note = _body_part(ds)
+    notes += (body_part_note,) if body_part_note else ()
     metadata = RadiographMetadata(
         patient_key=patient_key(_text(ds, "PatientID"), _text(ds, "IssuerOfPatientID"), key),
         study_date=_date(ds),
         study_time=_text(ds, "StudyTime"),
         laterality=_laterality(ds),
-        body_part=_text(ds, "BodyPartExamined"),
+        body_part=body_part,
         view_position=_text(ds, "ViewPosition"),
         modality=_text(ds, "Modality"),
         sop_instance_uid=_uid(ds, "SOPInstanceUID"),
@@ -461,6 +474,27 @@ def _date(ds: Dataset) -> str | None:
             except ValueError:
                 continue
     return None
+
+
+def _body_part(ds: Dataset) -> tuple[str | None, str | None]:
+    """Body Part Examined, or when it is empty the body part that a dental modality names, or
+    failing that the first description that names exactly one (`DESCRIBED_BODY_PARTS`); with
+    a note saying where it came from."""
+    stated = _text(ds, "BodyPartExamined")
+    if stated:
+        return stated, None
+    modality = (_text(ds, "Modality") or "").upper()
+    if modality in DENTAL_MODALITIES:
+        return "JAW", f"body part JAW from Modality {modality} (Body Part Examined is empty)"
+    for keyword in ("StudyDescription", "SeriesDescription", "ProtocolName"):
+        text = _text(ds, keyword) or ""
+        named = {DESCRIBED_BODY_PARTS[word] for word in re.findall(r"[A-Z]+", text.upper())
+                 if word in DESCRIBED_BODY_PARTS}
+        if len(named) == 1:
+            part = named.pop()
+            return part, (f"body part {part} from {keyword} {text!r} "
+                          "(Body Part Examined is empty)")
+    return None, None
 
 
 def _laterality(ds: Dataset) -> str | None:

@@ -244,10 +244,18 @@ def test_hip_film_reports_no_bone_as_deposits(radiographs):
         assert bone[row, col]
 
 
-def test_dental_films_lead_letter_is_not_a_deposit(radiographs):
-    """The panoramic dental film carries a bare lead "L" over the neck's soft tissue."""
-    findings = find_deposits(read_radiograph(radiographs / "dental_cr_modality_lut_sequence.dcm"))
-    assert not findings.labels[1447:1489, 1818:1841].any()
+def test_dental_film_has_no_deposits_and_its_lead_letter_is_never_one(radiographs):
+    """Read as a jaw (its descriptions say "TEETH"), the panoramic film's mandible is bone at
+    the jaw's bone scale. Even taken for an unnamed film (hand scale, where pieces of the
+    mandible are left out of the bone mask), its bare lead "L" over the neck's soft tissue is
+    told by its square outline."""
+    import dataclasses
+
+    film = read_radiograph(radiographs / "dental_cr_modality_lut_sequence.dcm")
+    assert find_deposits(film).deposits == ()
+    unnamed = dataclasses.replace(film, metadata=dataclasses.replace(film.metadata,
+                                                                      body_part=None))
+    assert not find_deposits(unnamed).labels[1447:1489, 1818:1841].any()
 
 
 def test_normal_hand_has_no_deposits(radiographs):

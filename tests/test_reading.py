@@ -118,6 +118,39 @@ def test_laterality_and_view(radiographs):
     assert film.metadata.laterality == "R" and film.metadata.view_position == "AP"
 
 
+def test_dental_film_without_body_part_is_read_as_a_jaw(radiographs):
+    """Its Body Part Examined is empty and its descriptions say "MODALITYLUT - TEETH"."""
+    film = read_radiograph(radiographs / "dental_cr_modality_lut_sequence.dcm")
+    assert film.metadata.body_part == "JAW"
+    assert any("StudyDescription" in note and "TEETH" in note for note in film.notes)
+
+
+@pytest.mark.parametrize("tags, part", [
+    ({"SeriesDescription": "XRAY LEFT HAND PA"}, "HAND"),
+    ({"StudyDescription": "HAND AND WRIST", "SeriesDescription": "Wrist lat"}, "WRIST"),
+    ({"StudyDescription": "HAND AND WRIST"}, None),            # two parts named: none is sure
+    ({"StudyDescription": "HANDOUT"}, None),                   # words, not substrings
+    ({"Modality": "PX", "StudyDescription": "HAND"}, "JAW"),   # a panoramic dental modality
+    ({"BodyPartExamined": "FOOT", "StudyDescription": "HAND"}, "FOOT"),
+])
+def test_body_part_from_descriptions_only_when_not_stated(tmp_path, tags, part):
+    import pydicom
+
+    from imaging.dicom import write_dicom
+
+    path = tmp_path / "film.dcm"
+    write_dicom(path, np.full((32, 32), 1000, np.uint16), spacing_mm=(0.1, 0.1), body_part="",
+                series_description="")
+    ds = pydicom.dcmread(path)
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    film = read_radiograph(path)
+    assert film.metadata.body_part == part
+    assert any("Body Part Examined is empty" in note for note in film.notes) == (
+        part is not None and "BodyPartExamined" not in tags)
+
+
 def test_display_window_follows_inversion(radiographs):
     film = read_radiograph(radiographs / "tibia_cr_mono1_jpeg_lossless.dcm")
     # Stored window 550/1024 on 10-bit MONOCHROME1 data: centre maps to 1023 - 550.

@@ -67,6 +67,22 @@ def test_recovers_known_rotation_and_shift(baseline):
     assert again.transform.GetParameters() == registration.transform.GetParameters()
 
 
+def test_two_films_placed_at_opposite_extremes_register():
+    """Each film within ±10° of the usual position, so up to 20° apart: the start search
+    covers that (a phantom hand pair 18.2° apart was refused when it stopped at 14°)."""
+    base = _film(seed=3, pose=Pose(-9.5, (2.0, -3.0)))
+    followup = _film(seed=4, pose=Pose(9.5, (-4.0, 5.0), 0.985))
+    registration = register_films(base.radiograph, followup.radiograph, FAST,
+                                  baseline_deposits=base.truth_labels,
+                                  followup_deposits=followup.truth_labels)
+    assert registration.rotation_deg == pytest.approx(19.0, abs=0.3)
+    joints = np.array([j.centre for j in build_anatomy("hand", 5).joints])
+    rows_b, cols_b = _grid(base).to_film(joints[:, 0], joints[:, 1])
+    rows, cols = registration.followup_to_baseline(*_grid(followup).to_film(joints[:, 0],
+                                                                           joints[:, 1]))
+    assert np.hypot(rows - rows_b, cols - cols_b).max() * 0.4 < 1.0
+
+
 @pytest.mark.parametrize("field, value", [("patient_key", "someone-else"), ("laterality", "L"),
                                           ("body_part", "FOOT"), ("view_position", "LAT")])
 def test_metadata_mismatch_is_refused(baseline, field, value):

@@ -181,8 +181,9 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
 
 
 def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
-    """The rim and density tests of `select_deposits`: stricter rim tests and a size limit
-    for a deposit fainter than `min_relative_density` (down to `faint_min_relative_density`),
+    """The rim and density tests of `select_deposits`: stricter rim tests, a size limit and,
+    from `faint_solid_min_area_mm2` on, a solidity limit for a deposit fainter than
+    `min_relative_density` (down to `faint_min_relative_density`),
     a lower rim CNR for a large one (`large_*`), no rim fraction for a large one clear of
     bone (`clear_of_bone_min_area_mm2`)."""
     density, area_mm2 = deposit.relative_density, _area_mm2(deposit, pixel_area_mm2)
@@ -194,7 +195,9 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
                 and deposit.bone_contact == 0):
             rim_fraction = 0.0
     elif (density >= detection.faint_min_relative_density and area_mm2 is not None
-          and area_mm2 <= detection.faint_max_area_mm2):
+          and area_mm2 <= detection.faint_max_area_mm2
+          and (area_mm2 < detection.faint_solid_min_area_mm2
+               or deposit.solidity >= detection.faint_min_solidity)):
         rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
     else:
         return False

@@ -472,7 +472,8 @@ def test_a_small_deposit_along_a_bone_is_a_sliver_and_a_larger_one_is_not(dense_
 
 def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stones):
     """Below `min_relative_density` of bone, a deposit must stand out from its rim more
-    clearly and be small (soft-tissue texture of that density is large and diffuse)."""
+    clearly and be small (soft-tissue texture of that density is large and diffuse), and
+    from `faint_solid_min_area_mm2` on solid (a faint lace at a fingertip is no deposit)."""
     import dataclasses
 
     from imaging.deposits import select_deposits
@@ -495,6 +496,11 @@ def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stone
     assert not kept(dataclasses.replace(faint, rim_cnr=3.5))
     assert not kept(dataclasses.replace(faint, rim_contrast=0.7 * stone.mean_contrast))
     assert not kept(dataclasses.replace(faint, relative_density=0.08))
+    assert stone.solidity >= detection.faint_min_solidity
+    lace = dataclasses.replace(faint, solidity=0.4)
+    assert not kept(lace)
+    assert kept(dataclasses.replace(lace, area_px=int(3.0 / pixel_area)))
+    assert kept(dataclasses.replace(lace, relative_density=0.2))
     assert kept(dataclasses.replace(faint, relative_density=0.2, rim_cnr=3.5,
                                     rim_contrast=0.7 * stone.mean_contrast))
 

@@ -220,15 +220,6 @@ class DetectionConfig:
     """...lying along the bone mask for more than this fraction of its outline is a sliver of
     bone edge (a larger deposit may touch a bone that much: it is judged by
     `max_bone_contact`)."""
-    sliver_min_relative_density: float = 0.25
-    """A sliver of bone edge is cortex, as dense as this fraction of bone or more, or
-    elongated along the bone (`sliver_min_eccentricity`): a fainter, compact deposit is
-    periarticular calcium whatever its bone contact..."""
-    sliver_min_eccentricity: float = 0.95
-    """...(strips of bone edge are at least this elongated). Of the candidates that only the
-    bone-contact tests dropped on the phantom suites of seeds 0-9, 23 were periarticular
-    deposits of CNR 5 or more (median density 0.25, eccentricity 0.92) and 157 false (0.38,
-    0.98); keeping the faint compact ones found 10 more of the former and 1 of the latter."""
     rod_min_length_mm: float = 15.0
     """A straight rod at least this long (its bounding box's diagonal)..."""
     rod_min_eccentricity: float = 0.98

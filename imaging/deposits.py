@@ -153,7 +153,7 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     deposits are not kept). A flat, noiseless core (`min_core_noise_ratio`) is a saturated
     metal object. A deposit lying along the bone mask for much of its outline
     (`max_bone_contact`, or `sliver_*` for small ones) is a strip of bone edge the mask
-    missed, unless it is fainter than cortex and compact (`sliver_min_*`: periarticular); one running along the skin line (`skin_line_*`) is the skin seen edge-on, and
+    missed; one running along the skin line (`skin_line_*`) is the skin seen edge-on, and
     an elongated one between the skin and the bone mask (`subcutaneous_bone_*`) the cortex
     of a bone right under the skin; a long straight rod (`rod_*`) is hardware, an outline
     of straight sides at right angles (`lettering_*`) a lead marker letter; an outline of a
@@ -223,14 +223,8 @@ def _skin_depth_mm(deposit, pixel_area_mm2: float) -> float:
 
 def _along_bone_edge(deposit, detection, pixel_area_mm2: float | None) -> bool:
     """The bone-contact test of `select_deposits`: the stricter `sliver_max_bone_contact`
-    for deposits smaller than `sliver_max_area_mm2` (known only with the source pixel area);
-    none for a deposit fainter than cortex and compact (`sliver_min_*`), which is no strip
-    of bone edge."""
+    for deposits smaller than `sliver_max_area_mm2` (known only with the source pixel area)."""
     if deposit.bone_contact is None:
-        return False
-    if (deposit.relative_density is not None
-            and deposit.relative_density < detection.sliver_min_relative_density
-            and deposit.eccentricity < detection.sliver_min_eccentricity):
         return False
     area_mm2 = _area_mm2(deposit, pixel_area_mm2)
     small = area_mm2 is not None and area_mm2 < detection.sliver_max_area_mm2

@@ -470,29 +470,6 @@ def test_a_small_deposit_along_a_bone_is_a_sliver_and_a_larger_one_is_not(dense_
     assert not kept(2.0) and kept(6.0)
 
 
-def test_a_faint_compact_deposit_touching_a_bone_is_no_sliver(dense_stones):
-    """A sliver of bone edge is cortex, dense and drawn out along the bone; a periarticular
-    deposit fainter than cortex and compact is kept however much of it touches the bone."""
-    import dataclasses
-
-    from imaging.deposits import select_deposits
-
-    film, findings = dense_stones
-    detection = AnalysisConfig().detection
-    labels = (findings.labels == findings.deposits[0].label).astype(np.int32)
-    beside = dataclasses.replace(findings.deposits[0], label=1, bone_contact=0.6,
-                                 relative_density=0.2, eccentricity=0.9)
-    assert detection.max_bone_contact < 0.6
-
-    def kept(deposit):
-        return len(select_deposits(labels, (deposit,), detection,
-                                   pixel_area_mm2=film.pixel_area_mm2)[1]) == 1
-
-    assert kept(beside)
-    assert not kept(dataclasses.replace(beside, relative_density=0.3))
-    assert not kept(dataclasses.replace(beside, eccentricity=0.97))
-
-
 def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stones):
     """Below `min_relative_density` of bone, a deposit must stand out from its rim more
     clearly and be small (soft-tissue texture of that density is large and diffuse), and

@@ -309,8 +309,8 @@ def region_burden(region_map: RegionMap, findings: DepositFindings,
     grid = findings.grid
     soft = findings.anatomy.soft_tissue
     # Source pixels per analysis pixel, and mm² per analysis pixel.
-    source_px = (grid.spacing_mm / grid.source_spacing_mm[0]) * (grid.spacing_mm / grid.source_spacing_mm[1])
-    pixel_mm2 = grid.source_spacing_mm[0] * grid.source_spacing_mm[1]
+    source_px = grid.scale[0] * grid.scale[1]
+    pixel_mm2 = grid.source_pixel_area_mm2
     soft_counts = np.bincount(region_map.labels[soft].ravel(), minlength=len(region_map.names) + 1)
     names = [name for name in region_map.names if name != WHOLE_FILM]  # 'all' comes last
     if any(info.region not in region_map.names for info in infos):

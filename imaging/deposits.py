@@ -114,7 +114,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                      grid.to_source(background, cv2.INTER_LINEAR), labels)
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
-                             pixel_area_mm2=grid.source_spacing_mm[0] * grid.source_spacing_mm[1])
+                             pixel_area_mm2=grid.source_pixel_area_mm2)
     return DepositFindings(labels, deposits, anatomy, grid, background)
 
 

@@ -93,7 +93,7 @@ def find_again(radiograph: Radiograph, findings: DepositFindings, own: FilmDepos
         return own
     measures = measure_on_film(radiograph, grid, anatomy, background, outlines)
     outlines, kept = select_deposits(outlines, measures, detection,
-                                     pixel_area_mm2=float(np.prod(grid.source_spacing_mm)))
+                                     pixel_area_mm2=grid.source_pixel_area_mm2)
     new = (outlines > 0) & (own_labels == 0)
     return _with_found(own, sought, outlines, kept, new)
 

@@ -78,6 +78,11 @@ class AnalysisGrid:
         return (self.spacing_mm / self.source_spacing_mm[0],
                 self.spacing_mm / self.source_spacing_mm[1])
 
+    @property
+    def source_pixel_area_mm2(self) -> float:
+        """Area of one source pixel (mm², nominal when `nominal`)."""
+        return self.source_spacing_mm[0] * self.source_spacing_mm[1]
+
     def mm_to_px(self, mm: float) -> float:
         """A length in mm as a number of analysis pixels."""
         return mm / self.spacing_mm

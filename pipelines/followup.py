@@ -208,12 +208,12 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                                       followup_deposits=followup.result.labels)
     except CalcitrackError as exc:   # not the same anatomy, no alignment, unreadable film
         return refused(str(exc))
-    b_dep, f_dep = find_again_in_pair(
-        b_rad, b_film.findings(config),
-        FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2),
-        f_rad, f_film.findings(config),
-        FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2),
-        registration, config)
+    b_dep = FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2)
+    f_dep = FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2)
+    if b_dep.labels.any() or f_dep.labels.any():   # else nothing to look for: no detector run
+        b_dep, f_dep = find_again_in_pair(b_rad, b_film.findings(config), b_dep,
+                                          f_rad, f_film.findings(config), f_dep,
+                                          registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,

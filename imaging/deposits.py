@@ -82,6 +82,46 @@ class DepositFindings:
     background: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class DepositSearch:
+    """Where, and against what, deposits are sought on one film.
+
+    Attributes
+    ----------
+    grid : AnalysisGrid
+    anatomy : Anatomy
+        Body, bone and exclusion masks on the analysis grid.
+    region : ndarray of bool
+        The soft tissue searched (`search_region`), analysis grid.
+    background : ndarray of float32
+        The soft-tissue background (film values, analysis grid).
+    significance : ndarray of float32
+        The excess over `background` in units of its local noise (`contrast_to_noise`).
+    """
+
+    grid: AnalysisGrid
+    anatomy: Anatomy
+    region: np.ndarray
+    background: np.ndarray
+    significance: np.ndarray
+
+
+def prepare_deposit_search(radiograph: Radiograph, config: AnalysisConfig | None = None, *,
+                           timings: dict | None = None) -> DepositSearch:
+    """The first stages of `find_deposits`: analysis grid, anatomy, soft-tissue background
+    and significance, without looking for deposits (what deposits found again in a pair are
+    outlined and measured against, `imaging.paired`)."""
+    config = config or AnalysisConfig()
+    clock = _StageClock(timings)
+    grid = clock("grid", to_analysis_grid, radiograph, config.grid)
+    anatomy = clock("anatomy", find_anatomy, grid, config.anatomy,
+                    radiograph.metadata.body_part)
+    region = clock("significance", search_region, grid, anatomy)
+    background, significance = clock("significance", contrast_to_noise, grid, anatomy, config,
+                                     region=region)
+    return DepositSearch(grid, anatomy, region, background, significance)
+
+
 def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, *,
                   timings: dict | None = None) -> DepositFindings:
     """Find calcified deposits outside bone on one film.
@@ -100,22 +140,18 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     """
     config = config or AnalysisConfig()
     clock = _StageClock(timings)
-    grid = clock("grid", to_analysis_grid, radiograph, config.grid)
-    anatomy = clock("anatomy", find_anatomy, grid, config.anatomy,
-                    radiograph.metadata.body_part)
-    region = clock("significance", search_region, grid, anatomy)
-    background, significance = clock("significance", contrast_to_noise, grid, anatomy, config,
-                                     region=region)
-    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, significance, config,
-                       region=region)
-    labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy, background,
-                   significance, candidates, config, region=region)
+    search = prepare_deposit_search(radiograph, config, timings=timings)
+    grid, anatomy, region = search.grid, search.anatomy, search.region
+    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, search.significance,
+                       config, region=region)
+    labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
+                   search.background, search.significance, candidates, config, region=region)
     deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
-                     grid.to_source(background, cv2.INTER_LINEAR), labels)
+                     grid.to_source(search.background, cv2.INTER_LINEAR), labels)
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
-    return DepositFindings(labels, deposits, anatomy, grid, background)
+    return DepositFindings(labels, deposits, anatomy, grid, search.background)
 
 
 def measure_on_film(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,

@@ -26,39 +26,45 @@ import numpy as np
 from .anatomy import disk, fill_small_holes
 from .compare import FilmDeposits
 from .config import AnalysisConfig
-from .deposits import (OUTLINE_REACH_MM, DepositFindings, detection_rules,
+from .deposits import (OUTLINE_REACH_MM, DepositFindings, DepositSearch, detection_rules,
                        half_maximum_outline, measure_on_film, search_region, select_deposits)
 from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
 
+#: What a film is searched again with: its analysis grid, anatomy and soft-tissue background,
+#: prepared alone (`imaging.deposits.prepare_deposit_search`) or with the detector's findings.
+FilmSearch = DepositSearch | DepositFindings
 
-def find_again_in_pair(baseline: Radiograph, baseline_findings: DepositFindings,
+
+def find_again_in_pair(baseline: Radiograph, baseline_search: FilmSearch | None,
                        baseline_deposits: FilmDeposits, followup: Radiograph,
-                       followup_findings: DepositFindings, followup_deposits: FilmDeposits,
+                       followup_search: FilmSearch | None, followup_deposits: FilmDeposits,
                        registration: Registration, config: AnalysisConfig
                        ) -> tuple[FilmDeposits, FilmDeposits]:
     """Both films of a registered pair with the deposits found again (`find_again`) where
-    the other film's deposits lie."""
+    the other film's deposits lie (a film's search may be None when the other film has no
+    deposits: nothing is looked for on it)."""
     on_baseline = FilmDeposits(
         registration.warp_followup_labels(followup_deposits.labels, baseline.shape),
         followup_deposits.rows, followup_deposits.pixel_area_mm2)
     on_followup = FilmDeposits(
         registration.warp_baseline_labels(baseline_deposits.labels, followup.shape),
         baseline_deposits.rows, baseline_deposits.pixel_area_mm2)
-    return (find_again(baseline, baseline_findings, baseline_deposits, on_baseline, config),
-            find_again(followup, followup_findings, followup_deposits, on_followup, config))
+    return (find_again(baseline, baseline_search, baseline_deposits, on_baseline, config),
+            find_again(followup, followup_search, followup_deposits, on_followup, config))
 
 
-def find_again(radiograph: Radiograph, findings: DepositFindings, own: FilmDeposits,
+def find_again(radiograph: Radiograph, search: FilmSearch | None, own: FilmDeposits,
                sought: FilmDeposits, config: AnalysisConfig) -> FilmDeposits:
     """A film's deposits with those found again where the other film of a pair has some.
 
     Parameters
     ----------
     radiograph : Radiograph
-    findings : DepositFindings
-        The detector's findings on `radiograph` (its grid, anatomy and background).
+    search : DepositSearch or DepositFindings, optional
+        The film's analysis grid, anatomy and soft-tissue background; needed only when
+        `sought` has deposits.
     own : FilmDeposits
         The film's deposits (labels on its source grid, ``deposits.csv`` rows).
     sought : FilmDeposits
@@ -82,9 +88,11 @@ def find_again(radiograph: Radiograph, findings: DepositFindings, own: FilmDepos
                          f"{own_labels.shape}")
     if not sought_labels.any():
         return own
-    grid, anatomy = findings.grid, findings.anatomy
+    if search is None:
+        raise ValueError("the other film has deposits: the film's search is needed")
+    grid, anatomy = search.grid, search.anatomy
     detection = detection_rules(config, radiograph.metadata.body_part)
-    background = grid.to_source(findings.background, cv2.INTER_LINEAR)
+    background = grid.to_source(search.background, cv2.INTER_LINEAR)
     outlines = _outlines_where(radiograph, background,
                                grid.mask_to_source(search_region(grid, anatomy)),
                                (sought_labels > 0) | (own_labels > 0), detection,

@@ -51,7 +51,7 @@ from imaging.compare import (
     response_category,
 )
 from imaging.config import AnalysisConfig, load_config
-from imaging.deposits import DepositFindings, find_deposits
+from imaging.deposits import DepositSearch, prepare_deposit_search
 from imaging.export import Provenance, Status, write_csv
 from imaging.files import atomic_output
 from imaging.paired import find_again_in_pair
@@ -210,10 +210,11 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
         return refused(str(exc))
     b_dep = FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2)
     f_dep = FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2)
-    if b_dep.labels.any() or f_dep.labels.any():   # else nothing to look for: no detector run
-        b_dep, f_dep = find_again_in_pair(b_rad, b_film.findings(config), b_dep,
-                                          f_rad, f_film.findings(config), f_dep,
-                                          registration, config)
+    # A film is searched again only where the other film has deposits.
+    b_search = b_film.search(config) if f_dep.labels.any() else None
+    f_search = f_film.search(config) if b_dep.labels.any() else None
+    b_dep, f_dep = find_again_in_pair(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
+                                      registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,
@@ -406,16 +407,16 @@ def write_burden_plot(path: str | os.PathLike, films) -> None:
 
 @dataclass(eq=False)
 class _Reread:
-    """A film read again for its comparisons, and the detector's findings on it (its
-    background and anatomy, which deposits are found again with), made when first asked."""
+    """A film read again for its comparisons, and its deposit search (the anatomy and
+    background that deposits are found again with), prepared when first asked."""
 
     radiograph: Radiograph
-    _findings: DepositFindings | None = None
+    _search: DepositSearch | None = None
 
-    def findings(self, config: AnalysisConfig) -> DepositFindings:
-        if self._findings is None:
-            self._findings = find_deposits(self.radiograph, config)
-        return self._findings
+    def search(self, config: AnalysisConfig) -> DepositSearch:
+        if self._search is None:
+            self._search = prepare_deposit_search(self.radiograph, config)
+        return self._search
 
 
 def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _Reread:

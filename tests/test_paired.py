@@ -9,7 +9,7 @@ import pytest
 
 from imaging.compare import FilmDeposits
 from imaging.config import AnalysisConfig
-from imaging.deposits import find_deposits
+from imaging.deposits import find_deposits, prepare_deposit_search
 from imaging.paired import find_again, find_again_in_pair
 from imaging.phantom import SeriesSpec, make_series
 from imaging.register import register_films
@@ -88,3 +88,26 @@ def test_a_resolved_deposit_is_not_found_again():
                                      AnalysisConfig())
     added = (followup.labels > 0) & (own[1].labels == 0)
     assert (films[1].truth_labels[added] == 0).sum() * films[1].pixel_area_mm2 < 1.0
+
+
+def test_a_film_is_searched_again_with_its_search_alone_and_only_where_needed(reacquired_hand):
+    """The follow-up prepares each film's deposit search without running the detector: it
+    finds the same deposits again as the detector's findings, and a film whose partner has
+    no deposits needs none."""
+    films, findings, own, registration = reacquired_hand
+    config = AnalysisConfig()
+    search = prepare_deposit_search(films[1].radiograph, config)
+    assert np.array_equal(search.background, findings[1].background)
+    assert np.array_equal(search.anatomy.bone, findings[1].anatomy.bone)
+    _, with_findings = find_again_in_pair(films[0].radiograph, findings[0], own[0],
+                                          films[1].radiograph, findings[1], own[1],
+                                          registration, config)
+    _, with_search = find_again_in_pair(films[0].radiograph, findings[0], own[0],
+                                        films[1].radiograph, search, own[1], registration,
+                                        config)
+    assert np.array_equal(with_search.labels, with_findings.labels)
+    assert with_search.rows == with_findings.rows
+    nothing = dataclasses.replace(own[1], labels=np.zeros_like(own[1].labels), rows=())
+    assert find_again(films[1].radiograph, None, own[1], nothing, config) is own[1]
+    with pytest.raises(ValueError, match="search is needed"):
+        find_again(films[1].radiograph, None, own[1], own[1], config)

@@ -44,7 +44,7 @@ from imaging.compare import FilmDeposits, compare_burden, match_deposits
 from imaging.config import AnalysisConfig
 from imaging.deposits import DepositFindings, find_deposits
 from imaging.files import atomic_output
-from imaging.paired import find_again_in_pair
+from imaging.paired import find_again_in_pair, leave_out_unseen
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
 from imaging.preprocess import robust_sd
 from imaging.register import ComparisonRefused, register_films
@@ -114,6 +114,9 @@ def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig, *,
         b_dep, f_dep = find_again_in_pair(base.radiograph, found_again[0].findings, b_dep,
                                           follow.radiograph, found_again[1].findings, f_dep,
                                           registration, config)
+        b_dep, f_dep = leave_out_unseen(b_dep, found_again[0].findings, f_dep,
+                                        found_again[1].findings, registration,
+                                        config.compare.max_unseen_fraction)
     warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),

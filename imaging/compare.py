@@ -66,6 +66,8 @@ class MatchStatus(enum.StrEnum):
     SHRUNK = "shrunk"
     NEW = "new"
     RESOLVED = "resolved"
+    UNSEEN = "unseen"
+    """Where the other film shows no soft tissue (bone, beyond its field): not compared."""
 
 
 class Response(enum.StrEnum):
@@ -95,9 +97,13 @@ class FilmDeposits:
     labels: np.ndarray
     rows: tuple[dict, ...]
     pixel_area_mm2: float | None
+    unseen: tuple[dict, ...] = ()
+    """Rows of the film's deposits left out of a comparison because the other film cannot
+    show them (`imaging.paired.leave_out_unseen`); not in `labels` nor `rows`."""
 
     def row(self, deposit_id: int) -> dict:
-        for row in self.rows:
+        """The deposit's row, compared or unseen."""
+        for row in (*self.rows, *self.unseen):
             if int(row["deposit_id"]) == int(deposit_id):
                 return row
         raise KeyError(deposit_id)
@@ -307,11 +313,12 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
 
 
 def response_category(baseline_area: float, latest_area: float, latest_n_deposits: int,
-                      threshold: float = CHANGE_THRESHOLD) -> Response:
+                      threshold: float = CHANGE_THRESHOLD, *, n_unseen: int = 0) -> Response:
     """Response from the baseline to the latest film.
 
     ``complete``: the baseline had deposits and the latest film has none (every one resolved,
-    none new); ``partial``: improvement (area down by more than `threshold`) short of complete;
+    none new, none that either film cannot show: `n_unseen`, `imaging.paired.leave_out_unseen`);
+    ``partial``: improvement (area down by more than `threshold`) short of complete;
     ``progression``: area up by more than `threshold` (or any deposit from a clean baseline);
     ``none`` otherwise.
 
@@ -319,8 +326,10 @@ def response_category(baseline_area: float, latest_area: float, latest_n_deposit
     --------
     >>> [str(response_category(10, a, n)) for a, n in ((0, 0), (5, 2), (11, 3), (20, 4))]
     ['complete', 'partial', 'none', 'progression']
+    >>> str(response_category(10, 0, 0, n_unseen=1))
+    'partial'
     """
-    if baseline_area > 0 and latest_n_deposits == 0:
+    if baseline_area > 0 and latest_n_deposits == 0 and n_unseen == 0:
         return Response.COMPLETE
     category = change_category(baseline_area, latest_area, threshold)
     if category == "improvement":

@@ -423,8 +423,9 @@ class RepeatabilityConfig:
     is compared (registered, deposits found again in the pair: `imaging.paired`) and takes the
     Bland-Altman repeatability coefficient SDD = 1.96 x SD of the pair error. Measured
     2026-11-29 on the 12 pairs of seed 0 and 24 more (``--seed 1 --n-repeats 24
-    --n-series 0``), 33 pairs with deposits found: 23 of 33 within ±10 % (seed 0 alone 11 of
-    11), SDD 0.94 relative and 6.7 mm², robust (1.4826 x MAD) 0.16 and 6.0 mm². The films'
+    --n-series 0``), 33 pairs with deposits found, deposits the other film cannot show left
+    out (`CompareConfig.max_unseen_fraction`): 22 of 33 within ±10 % (seed 0 alone 10 of
+    11), SDD 0.94 relative and 6.7 mm², robust (1.4826 x MAD) 0.16 and 5.9 mm². The films'
     own totals, without deposits found again, gave 19 of 33, 1.05 and 9.0 mm² (robust 0.23
     and 8.1 mm²). The values below are the plain ones, rounded up: the plain SDs keep the
     pairs where the detector finds a large faint deposit, or part of one, on neither film's
@@ -454,6 +455,14 @@ class CompareConfig:
     repeatability: RepeatabilityConfig = field(default_factory=RepeatabilityConfig)
     change_threshold: float = CHANGE_THRESHOLD
     """Relative change of total area beyond which a follow-up is progression or improvement."""
+    max_unseen_fraction: float = 0.5
+    """A deposit more than this fraction of which, brought onto the other film of a pair, lies
+    where that film is not searched (its bone mask and the band beside it, beyond its field)
+    is left out of the comparison (`imaging.paired.leave_out_unseen`): the other film cannot
+    show whether it is there. On ``benchmarks/serial.py`` (2026-11-29) this puts 21 of 24
+    pairs in the right category instead of 19 (and 73 of the accuracy suites' 80 serial pairs,
+    seeds 0-9, instead of 68); the re-acquired films stay within ±10 % but for one of 3 mm²
+    (10 of 11, 12 of 22 on ``--seed 1`` as before)."""
 
 
 @dataclass(frozen=True)

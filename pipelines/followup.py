@@ -45,7 +45,9 @@ import numpy as np
 from imaging import CalcitrackError, read_radiograph
 from imaging.compare import (
     ALL_REGIONS,
+    DepositMatch,
     FilmDeposits,
+    MatchStatus,
     compare_burden,
     match_deposits,
     response_category,
@@ -54,7 +56,7 @@ from imaging.config import AnalysisConfig, load_config
 from imaging.deposits import DepositSearch, prepare_deposit_search
 from imaging.export import Provenance, Status, write_csv
 from imaging.files import atomic_output
-from imaging.paired import find_again_in_pair
+from imaging.paired import find_again_in_pair, leave_out_unseen
 from imaging.radiograph import Radiograph
 from imaging.register import register_films
 
@@ -90,7 +92,8 @@ MATCH_COLUMNS = (
     "baseline_area_mm2", "followup_area_mm2", "group_change_pct", "baseline_found_again",
     "followup_found_again", "calcitrack_version", "config_hash",
 )
-"""Columns of ``matches.csv``: one row per linked pair, new or resolved deposit; ``group``
+"""Columns of ``matches.csv``: one row per linked pair, new, resolved or unseen deposit
+(``unseen``: where the other film is not searched, left out of the comparison); ``group``
 numbers the deposits that were matched together (a split or merge has several rows)."""
 
 SERIES_KEYS = ("patient_key", "laterality", "body_part", "view_position")
@@ -215,6 +218,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     f_search = f_film.search(config) if b_dep.labels.any() else None
     b_dep, f_dep = find_again_in_pair(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
                                       registration, config)
+    b_dep, f_dep = leave_out_unseen(b_dep, b_search, f_dep, f_search, registration,
+                                    config.compare.max_unseen_fraction)
     warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,
@@ -232,8 +237,10 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     for change in changes:
         b_area = change.baseline_area_mm2 if change.units == "mm2" else change.baseline_area_px
         f_area = b_area + change.change_area
+        unseen = sum(1 for row in (*b_dep.unseen, *f_dep.unseen)
+                     if change.region in (ALL_REGIONS, row.get("region")))
         response = (response_category(b_area, f_area, change.followup_n_deposits,
-                                      config.compare.change_threshold)
+                                      config.compare.change_threshold, n_unseen=unseen)
                     if reference == "baseline" else None)
         density_change = (None if change.baseline_density is None
                           or change.followup_density is None
@@ -259,6 +266,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "n_resolved": change.n_resolved, "response": response,
                      "baseline_found_again_px": change.baseline_found_again_px,
                      "followup_found_again_px": change.followup_found_again_px})
+    groups = max((m.group for m in matches), default=0)
+    listed = (*matches, *_unseen_matches(b_dep, f_dep, groups))
     match_rows = tuple({key: base[key] for key in ("reference", "baseline_image_id",
                                                     "followup_image_id", "calcitrack_version",
                                                     "config_hash")}
@@ -272,7 +281,7 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                           "group_change_pct": m.group_change_pct,
                           "baseline_found_again": _found_again(b_dep, m.baseline_deposit_id),
                           "followup_found_again": _found_again(f_dep, m.followup_deposit_id)}
-                       for m in matches)
+                       for m in listed)
     return PairOutcome(baseline, followup, reference, tuple(rows), match_rows)
 
 
@@ -433,6 +442,21 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:
     return None if deposit_id is None else bool(deposits.row(deposit_id).get("found_again"))
+
+
+def _unseen_matches(baseline: FilmDeposits, followup: FilmDeposits, groups: int):
+    """``matches.csv`` rows of the deposits left out because the other film cannot show them,
+    one group each, numbered after the `groups` compared."""
+    group = groups
+    for film, on_baseline in ((baseline, True), (followup, False)):
+        for row in film.unseen:
+            group += 1
+            area_px = int(row["area_px"])
+            area_mm2 = None if film.pixel_area_mm2 is None else area_px * film.pixel_area_mm2
+            pair = ((int(row["deposit_id"]), area_px, area_mm2), (None, None, None))
+            (b_id, b_px, b_mm2), (f_id, f_px, f_mm2) = pair if on_baseline else pair[::-1]
+            yield DepositMatch(group, b_id, f_id, MatchStatus.UNSEEN, row.get("region"),
+                               b_px, f_px, b_mm2, f_mm2, None)
 
 
 def _series_name(film: AnalysedFilm) -> str:

@@ -10,7 +10,7 @@ import pytest
 from imaging.compare import FilmDeposits
 from imaging.config import AnalysisConfig
 from imaging.deposits import find_deposits, prepare_deposit_search
-from imaging.paired import find_again, find_again_in_pair
+from imaging.paired import find_again, find_again_in_pair, leave_out_unseen
 from imaging.phantom import SeriesSpec, make_series
 from imaging.register import register_films
 
@@ -111,3 +111,23 @@ def test_a_film_is_searched_again_with_its_search_alone_and_only_where_needed(re
     assert find_again(films[1].radiograph, None, own[1], nothing, config) is own[1]
     with pytest.raises(ValueError, match="search is needed"):
         find_again(films[1].radiograph, None, own[1], own[1], config)
+
+
+def test_what_the_other_film_cannot_show_is_left_out_of_the_pair(reacquired_hand):
+    """A deposit lying, on the other film, where that film is not searched (here: a
+    follow-up whose bone mask covers the whole body) would read as resolved: it is left out
+    of the comparison and kept apart as unseen; the other film's deposits are untouched."""
+    films, findings, own, registration = reacquired_hand
+    seen_b, seen_f = leave_out_unseen(own[0], findings[0], own[1], findings[1], registration,
+                                      AnalysisConfig().compare.max_unseen_fraction)
+    assert seen_b.rows == own[0].rows and seen_f.rows == own[1].rows   # the same hand again
+    anatomy = findings[1].anatomy
+    all_bone = dataclasses.replace(
+        findings[1], anatomy=dataclasses.replace(anatomy, bone=anatomy.body.copy()))
+    baseline, followup = leave_out_unseen(own[0], findings[0], own[1], all_bone, registration,
+                                          0.5)
+    assert not baseline.rows and not baseline.labels.any()
+    assert baseline.unseen == own[0].rows
+    assert followup.rows == own[1].rows and np.array_equal(followup.labels, own[1].labels)
+    with pytest.raises(ValueError, match="other film's search is needed"):
+        leave_out_unseen(own[0], findings[0], own[1], None, registration, 0.5)

@@ -283,7 +283,9 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
     """
     config = config or CompareConfig()
     calibrated = baseline.pixel_area_mm2 is not None and followup.pixel_area_mm2 is not None
-    named = sorted({_region(r) for r in (*baseline.rows, *followup.rows)} - {None})
+    # (A region whose deposits are all unseen keeps its row: they are counted apart there.)
+    named = sorted({_region(r) for r in (*baseline.rows, *followup.rows, *baseline.unseen,
+                                         *followup.unseen)} - {None})
     changes = []
     for region in (ALL_REGIONS, *named):
         def mine(rows):

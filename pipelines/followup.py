@@ -77,6 +77,7 @@ CHANGE_COLUMNS = (
     "smallest_detectable_difference", "baseline_density", "followup_density",
     "density_change", "n_matched", "n_persistent", "n_grown", "n_shrunk", "n_new",
     "n_resolved", "response", "baseline_found_again_px", "followup_found_again_px",
+    "baseline_n_unseen", "followup_n_unseen", "baseline_unseen_px", "followup_unseen_px",
     "registration_rotation_deg", "registration_scale",
     "registration_shift_row_mm", "registration_shift_col_mm", "registration_correlation",
     "registration_bone_dice", "calcitrack_version", "config_hash",
@@ -237,10 +238,12 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     for change in changes:
         b_area = change.baseline_area_mm2 if change.units == "mm2" else change.baseline_area_px
         f_area = b_area + change.change_area
-        unseen = sum(1 for row in (*b_dep.unseen, *f_dep.unseen)
-                     if change.region in (ALL_REGIONS, row.get("region")))
+        unseen = {side: [row for row in deposits.unseen
+                         if change.region in (ALL_REGIONS, row.get("region"))]
+                  for side, deposits in (("baseline", b_dep), ("followup", f_dep))}
         response = (response_category(b_area, f_area, change.followup_n_deposits,
-                                      config.compare.change_threshold, n_unseen=unseen)
+                                      config.compare.change_threshold,
+                                      n_unseen=sum(map(len, unseen.values())))
                     if reference == "baseline" else None)
         density_change = (None if change.baseline_density is None
                           or change.followup_density is None
@@ -265,7 +268,10 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "n_shrunk": change.n_shrunk, "n_new": change.n_new,
                      "n_resolved": change.n_resolved, "response": response,
                      "baseline_found_again_px": change.baseline_found_again_px,
-                     "followup_found_again_px": change.followup_found_again_px})
+                     "followup_found_again_px": change.followup_found_again_px,
+                     **{f"{side}_n_unseen": len(rows) for side, rows in unseen.items()},
+                     **{f"{side}_unseen_px": sum(int(r["area_px"]) for r in rows)
+                        for side, rows in unseen.items()}})
     groups = max((m.group for m in matches), default=0)
     listed = (*matches, *_unseen_matches(b_dep, f_dep, groups))
     match_rows = tuple({key: base[key] for key in ("reference", "baseline_image_id",

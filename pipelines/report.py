@@ -40,7 +40,7 @@ CHANGE_TABLE = (("baseline_image_id", "baseline"), ("followup_image_id", "follow
                 ("baseline_area_mm2", "baseline mm²"), ("followup_area_mm2", "follow-up mm²"),
                 ("change_pct", "change %"), ("category", "category"),
                 ("within_repeatability", "within repeatability"), ("n_new", "new"),
-                ("n_resolved", "resolved"), ("response", "response"),
+                ("n_resolved", "resolved"), ("unseen", "unseen"), ("response", "response"),
                 ("registration_correlation", "registration correlation"), ("reason", "reason"))
 REGION_TABLE = (("region", "region"), ("n_deposits", "deposits"), ("area_mm2", "area mm²"),
                 ("fraction", "fraction of soft tissue"), ("largest_area_mm2", "largest mm²"),
@@ -131,7 +131,11 @@ def run_report_html(images: Sequence[dict], deposits: Iterable[dict], regions: I
         parts += ["<h2>Films</h2>",
                   _table(films, FILM_TABLE, 'id="films"', linked="image_id",
                          failed=lambda row: row["status"] == "error")]
-    whole_film = [row for row in changes if row.get("region") == ALL_REGIONS]
+    # Deposits left out because the other film cannot show them, on either film.
+    whole_film = [{**row, "unseen": sum(int(row.get(f"{side}_n_unseen") or 0)
+                                        for side in ("baseline", "followup"))
+                   if row.get("status") == "ok" else None}
+                  for row in changes if row.get("region") == ALL_REGIONS]
     if whole_film or plots:
         parts += ["<h2>Serial comparisons</h2>",
                   _table(whole_film, CHANGE_TABLE, 'id="changes"',

@@ -263,10 +263,18 @@ _MIGRATION_10 = (
     "ALTER TABLE comparisons ADD COLUMN followup_found_again_px INTEGER",
 )
 
+_MIGRATION_11 = (
+    # Deposits one film cannot show are left out of a comparison (imaging.paired).
+    "ALTER TABLE comparisons ADD COLUMN baseline_n_unseen INTEGER",
+    "ALTER TABLE comparisons ADD COLUMN followup_n_unseen INTEGER",
+    "ALTER TABLE comparisons ADD COLUMN baseline_unseen_px INTEGER",
+    "ALTER TABLE comparisons ADD COLUMN followup_unseen_px INTEGER",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
                                            _MIGRATION_4, _MIGRATION_5, _MIGRATION_6,
                                            _MIGRATION_7, _MIGRATION_8, _MIGRATION_9,
-                                           _MIGRATION_10)
+                                           _MIGRATION_10, _MIGRATION_11)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.
@@ -325,7 +333,8 @@ _DEPOSITS_SQL = "SELECT * FROM deposits WHERE image_pk = ? ORDER BY deposit_id"
 COMPARISON_COLUMNS = (
     "status", "reason", "baseline_area_px", "followup_area_px", "baseline_area_mm2",
     "followup_area_mm2", "change_pct", "category", "n_matched", "n_new", "n_resolved",
-    "baseline_found_again_px", "followup_found_again_px",
+    "baseline_found_again_px", "followup_found_again_px", "baseline_n_unseen",
+    "followup_n_unseen", "baseline_unseen_px", "followup_unseen_px",
 )
 """Columns of a ``comparisons`` row besides its keys (a region row of ``changes.csv``)."""
 _RECORD_COMPARISON_SQL = f"""

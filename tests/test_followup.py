@@ -74,10 +74,15 @@ def test_track_two_films(tracked):
     compared = [m for m in matches if m["status"] != "unseen"]
     assert sum(1 for m in compared if m["followup_deposit_id"]) == int(
         whole[0]["followup_n_deposits"])
-    # What the other film cannot show is listed and left out of both totals.
+    # What the other film cannot show is listed, counted apart and left out of both totals.
     for side in ("baseline", "followup"):
         counted = sum(float(m[f"{side}_area_mm2"]) for m in compared if m[f"{side}_deposit_id"])
         assert counted == pytest.approx(float(whole[0][f"{side}_area_mm2"]))
+        unseen = [m for m in matches if m["status"] == "unseen" and m[f"{side}_deposit_id"]]
+        assert int(whole[0][f"{side}_n_unseen"]) == len(unseen)
+        assert int(whole[0][f"{side}_unseen_px"]) == sum(int(m[f"{side}_area_px"])
+                                                        for m in unseen)
+        assert sum(int(r[f"{side}_n_unseen"]) for r in regions) == len(unseen)
     assert int(whole[0]["n_grown"]) + int(whole[0]["n_new"]) >= 1
     assert list((out / "plots").glob("*.png"))
     with sqlite3.connect(out / "calcitrack.sqlite") as db:
@@ -98,6 +103,9 @@ def test_the_track_report_shows_the_comparison_and_the_plot(tracked, browser):
     cells = [cell.text for cell in line.find_elements(By.TAG_NAME, "td")]
     assert cells[:2] == [change["baseline_image_id"], change["followup_image_id"]]
     assert change["category"] in cells
+    headings = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#changes th")]
+    unseen = int(change["baseline_n_unseen"]) + int(change["followup_n_unseen"])
+    assert cells[headings.index("unseen")] == str(unseen)
     (plot,) = browser.find_elements(By.CSS_SELECTOR, "img.plot")
     assert browser.execute_script("return arguments[0].naturalWidth", plot) > 0
     assert len(browser.find_elements(By.CSS_SELECTOR, "section")) == 2  # both films
@@ -113,6 +121,10 @@ def test_track_two_films_finds_the_progression(series_files, tracked):
     assert whole[0]["category"] == series.changes[0].category == "progression"
     unseen = [m for m in _rows(tracked / "matches.csv") if m["status"] == "unseen"]
     assert [(m["region"], bool(m["baseline_deposit_id"])) for m in unseen] == [("digit3", True)]
+    with sqlite3.connect(tracked / "calcitrack.sqlite") as db:
+        stored = db.execute("SELECT baseline_n_unseen, baseline_unseen_px FROM comparisons "
+                            "WHERE region = 'digit3'").fetchall()
+    assert stored == [(1, int(unseen[0]["baseline_area_px"]))]
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ from imaging.compare import FilmDeposits, compare_burden, match_deposits
 from imaging.config import AnalysisConfig
 from imaging.deposits import DepositFindings, find_deposits
 from imaging.files import atomic_output
-from imaging.paired import find_again_in_pair, leave_out_unseen
+from imaging.paired import compared_deposits
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
 from imaging.preprocess import robust_sd
 from imaging.register import ComparisonRefused, register_films
@@ -109,14 +109,11 @@ def landmark_errors(series, registration, b: int, f: int) -> tuple[float, float]
 def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig, *,
             found_again: tuple[Detected, Detected] | None = None) -> dict:
     """Whole-film change of a registered pair; with both films' detector findings, on the
-    deposits found again in the pair (`imaging.paired`)."""
+    deposits the pair compares (`imaging.paired`: found again, unseen left out)."""
     if found_again is not None:
-        b_dep, f_dep = find_again_in_pair(base.radiograph, found_again[0].findings, b_dep,
-                                          follow.radiograph, found_again[1].findings, f_dep,
-                                          registration, config)
-        b_dep, f_dep = leave_out_unseen(b_dep, found_again[0].findings, f_dep,
-                                        found_again[1].findings, registration,
-                                        config.compare.max_unseen_fraction)
+        b_dep, f_dep = compared_deposits(base.radiograph, found_again[0].findings, b_dep,
+                                         follow.radiograph, found_again[1].findings, f_dep,
+                                         registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),

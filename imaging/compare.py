@@ -154,6 +154,15 @@ class RegionChange:
     (`imaging.paired`)..."""
     followup_found_again_px: int = 0
     """...and of the follow-up's, where the baseline has deposits."""
+    baseline_n_unseen: int = 0
+    """Baseline deposits left out because the follow-up cannot show them
+    (`imaging.paired.leave_out_unseen`; in no other field)..."""
+    followup_n_unseen: int = 0
+    """...follow-up deposits left out because the baseline cannot show them..."""
+    baseline_unseen_px: int = 0
+    """...the pixels of the baseline's unseen deposits..."""
+    followup_unseen_px: int = 0
+    """...and of the follow-up's."""
 
     @property
     def n_matched(self) -> int:
@@ -181,7 +190,8 @@ def match_deposits(baseline: FilmDeposits, followup: FilmDeposits,
     Returns
     -------
     tuple of DepositMatch
-        Groups in order of their smallest baseline deposit id, then the new ones.
+        Groups in order of their smallest baseline deposit id, then the new ones, then the
+        deposits either film cannot show (`FilmDeposits.unseen`), a group each.
 
     Examples
     --------
@@ -259,11 +269,16 @@ def match_deposits(baseline: FilmDeposits, followup: FilmDeposits,
             brow = baseline.row(i) if i is not None else None
             frow = followup.row(j) if j is not None else None
             matches.append(DepositMatch(
-                number, i, j, status, region,
-                None if brow is None else int(brow["area_px"]),
-                None if frow is None else int(frow["area_px"]),
+                number, i, j, status, region, _area_px(brow), _area_px(frow),
                 _mm2(brow, baseline.pixel_area_mm2), _mm2(frow, followup.pixel_area_mm2),
                 change))
+    # Deposits one film cannot show (`imaging.paired.leave_out_unseen`): a group each.
+    unseen = [(row, None) for row in baseline.unseen] + [(None, row) for row in followup.unseen]
+    for number, (brow, frow) in enumerate(unseen, start=len(ordered) + 1):
+        matches.append(DepositMatch(
+            number, _deposit_id(brow), _deposit_id(frow), MatchStatus.UNSEEN,
+            _region(brow or frow), _area_px(brow), _area_px(frow),
+            _mm2(brow, baseline.pixel_area_mm2), _mm2(frow, followup.pixel_area_mm2), None))
     return tuple(matches)
 
 
@@ -292,6 +307,7 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
             return [r for r in rows if region == ALL_REGIONS or _region(r) == region]
 
         b_rows, f_rows = mine(baseline.rows), mine(followup.rows)
+        b_unseen, f_unseen = mine(baseline.unseen), mine(followup.unseen)
         b_area = _comparable_area(b_rows, baseline.pixel_area_mm2, calibrated, 1.0)
         f_area = _comparable_area(f_rows, followup.pixel_area_mm2, calibrated,
                                   followup_area_factor)
@@ -310,7 +326,9 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
             abs(change) < sdd, sdd, _density(b_rows), _density(f_rows),
             counts[MatchStatus.PERSISTENT], counts[MatchStatus.GROWN],
             counts[MatchStatus.SHRUNK], counts[MatchStatus.NEW], counts[MatchStatus.RESOLVED],
-            _found_again_px(b_rows), _found_again_px(f_rows)))
+            _found_again_px(b_rows), _found_again_px(f_rows),
+            len(b_unseen), len(f_unseen), sum(int(r["area_px"]) for r in b_unseen),
+            sum(int(r["area_px"]) for r in f_unseen)))
     return tuple(changes)
 
 
@@ -354,6 +372,14 @@ def _found_again_px(rows) -> int:
 def _region(row: dict) -> str | None:
     region = row.get("region")
     return None if region in _UNNAMED_REGIONS else str(region)
+
+
+def _deposit_id(row: dict | None) -> int | None:
+    return None if row is None else int(row["deposit_id"])
+
+
+def _area_px(row: dict | None) -> int | None:
+    return None if row is None else int(row["area_px"])
 
 
 def _mm2(row: dict | None, pixel_area_mm2: float | None) -> float | None:

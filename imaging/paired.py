@@ -46,6 +46,21 @@ from .register import Registration
 FilmSearch = DepositSearch | DepositFindings
 
 
+def compared_deposits(baseline: Radiograph, baseline_search: FilmSearch | None,
+                      baseline_deposits: FilmDeposits, followup: Radiograph,
+                      followup_search: FilmSearch | None, followup_deposits: FilmDeposits,
+                      registration: Registration, config: AnalysisConfig
+                      ) -> tuple[FilmDeposits, FilmDeposits]:
+    """Both films' deposits as a registered pair compares them: with those found again
+    (`find_again_in_pair`), without those the other film cannot show (`leave_out_unseen`).
+    A film's search may be None when the other film has no deposits."""
+    baseline_deposits, followup_deposits = find_again_in_pair(
+        baseline, baseline_search, baseline_deposits, followup, followup_search,
+        followup_deposits, registration, config)
+    return leave_out_unseen(baseline_deposits, baseline_search, followup_deposits,
+                            followup_search, registration, config.compare.max_unseen_fraction)
+
+
 def find_again_in_pair(baseline: Radiograph, baseline_search: FilmSearch | None,
                        baseline_deposits: FilmDeposits, followup: Radiograph,
                        followup_search: FilmSearch | None, followup_deposits: FilmDeposits,

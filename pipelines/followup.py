@@ -45,9 +45,7 @@ import numpy as np
 from imaging import CalcitrackError, read_radiograph
 from imaging.compare import (
     ALL_REGIONS,
-    DepositMatch,
     FilmDeposits,
-    MatchStatus,
     compare_burden,
     match_deposits,
     response_category,
@@ -56,7 +54,7 @@ from imaging.config import AnalysisConfig, load_config
 from imaging.deposits import DepositSearch, prepare_deposit_search
 from imaging.export import Provenance, Status, write_csv
 from imaging.files import atomic_output
-from imaging.paired import find_again_in_pair, leave_out_unseen
+from imaging.paired import compared_deposits
 from imaging.radiograph import Radiograph
 from imaging.register import register_films
 
@@ -217,10 +215,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     # A film is searched again only where the other film has deposits.
     b_search = b_film.search(config) if f_dep.labels.any() else None
     f_search = f_film.search(config) if b_dep.labels.any() else None
-    b_dep, f_dep = find_again_in_pair(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
-                                      registration, config)
-    b_dep, f_dep = leave_out_unseen(b_dep, b_search, f_dep, f_search, registration,
-                                    config.compare.max_unseen_fraction)
+    b_dep, f_dep = compared_deposits(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
+                                     registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
     factor = registration.pixel_area_ratio
     matches = match_deposits(b_dep, f_dep, warped,
@@ -238,12 +234,10 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     for change in changes:
         b_area = change.baseline_area_mm2 if change.units == "mm2" else change.baseline_area_px
         f_area = b_area + change.change_area
-        unseen = {side: [row for row in deposits.unseen
-                         if change.region in (ALL_REGIONS, row.get("region"))]
-                  for side, deposits in (("baseline", b_dep), ("followup", f_dep))}
         response = (response_category(b_area, f_area, change.followup_n_deposits,
                                       config.compare.change_threshold,
-                                      n_unseen=sum(map(len, unseen.values())))
+                                      n_unseen=change.baseline_n_unseen
+                                      + change.followup_n_unseen)
                     if reference == "baseline" else None)
         density_change = (None if change.baseline_density is None
                           or change.followup_density is None
@@ -269,11 +263,10 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "n_resolved": change.n_resolved, "response": response,
                      "baseline_found_again_px": change.baseline_found_again_px,
                      "followup_found_again_px": change.followup_found_again_px,
-                     **{f"{side}_n_unseen": len(rows) for side, rows in unseen.items()},
-                     **{f"{side}_unseen_px": sum(int(r["area_px"]) for r in rows)
-                        for side, rows in unseen.items()}})
-    groups = max((m.group for m in matches), default=0)
-    listed = (*matches, *_unseen_matches(b_dep, f_dep, groups))
+                     "baseline_n_unseen": change.baseline_n_unseen,
+                     "followup_n_unseen": change.followup_n_unseen,
+                     "baseline_unseen_px": change.baseline_unseen_px,
+                     "followup_unseen_px": change.followup_unseen_px})
     match_rows = tuple({key: base[key] for key in ("reference", "baseline_image_id",
                                                     "followup_image_id", "calcitrack_version",
                                                     "config_hash")}
@@ -287,7 +280,7 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                           "group_change_pct": m.group_change_pct,
                           "baseline_found_again": _found_again(b_dep, m.baseline_deposit_id),
                           "followup_found_again": _found_again(f_dep, m.followup_deposit_id)}
-                       for m in listed)
+                       for m in matches)
     return PairOutcome(baseline, followup, reference, tuple(rows), match_rows)
 
 
@@ -448,21 +441,6 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:
     return None if deposit_id is None else bool(deposits.row(deposit_id).get("found_again"))
-
-
-def _unseen_matches(baseline: FilmDeposits, followup: FilmDeposits, groups: int):
-    """``matches.csv`` rows of the deposits left out because the other film cannot show them,
-    one group each, numbered after the `groups` compared."""
-    group = groups
-    for film, on_baseline in ((baseline, True), (followup, False)):
-        for row in film.unseen:
-            group += 1
-            area_px = int(row["area_px"])
-            area_mm2 = None if film.pixel_area_mm2 is None else area_px * film.pixel_area_mm2
-            pair = ((int(row["deposit_id"]), area_px, area_mm2), (None, None, None))
-            (b_id, b_px, b_mm2), (f_id, f_px, f_mm2) = pair if on_baseline else pair[::-1]
-            yield DepositMatch(group, b_id, f_id, MatchStatus.UNSEEN, row.get("region"),
-                               b_px, f_px, b_mm2, f_mm2, None)
 
 
 def _series_name(film: AnalysedFilm) -> str:

@@ -2,6 +2,7 @@
 
     python benchmarks/serial.py                          # 12 series + 12 re-acquired pairs
     python benchmarks/serial.py --n-series 4 --n-repeats 4
+    python benchmarks/serial.py --n-series 0 --n-repeats 0 --suite-seeds 0 1 2 3 4 5 6 7 8 9 --jobs 2
 
 Phantom series (`imaging.phantom.make_series`) of hand, forearm and lower-leg films, right and
 left, follow-ups repositioned up to ±10° and 10 mm with a new dose (0.6-1.6x) and noise, with
@@ -17,6 +18,10 @@ declared changes between consecutive visits. For every consecutive pair:
 
 Both the categories and the repeatability compare a pair as a follow-up is compared:
 registered, with the deposits found again in the pair (`imaging.paired`).
+
+Suite pairs (``--suite-seeds``): the three-visit serial sets of the accuracy suites
+(`benchmarks/accuracy.py`, which scores them without registration) compared as follow-ups are,
+consecutive visits, the category against the truth's, with the films' own totals beside.
 
 Repeatability: ``stable`` pairs (deposits kept, ±2 % size drift that the truth records) are
 films of the same deposits re-acquired in a new position, dose and noise. The error of a
@@ -43,6 +48,7 @@ import numpy as np
 from imaging.compare import FilmDeposits, compare_burden, match_deposits
 from imaging.config import AnalysisConfig
 from imaging.deposits import DepositFindings, find_deposits
+from imaging.evaluation import change_category
 from imaging.files import atomic_output
 from imaging.paired import compared_deposits
 from imaging.phantom import FilmGrid, SeriesSpec, build_anatomy, make_series
@@ -215,6 +221,54 @@ def run_repeats(n_repeats: int, seed: int, config: AnalysisConfig, report=print)
     return repeats
 
 
+def run_suite_pairs(seeds, config: AnalysisConfig, *, jobs: int = 1, report=print
+                    ) -> list[dict]:
+    """Consecutive visits of the accuracy suites' serial sets (of `seeds`), compared as
+    follow-ups are; a pair that does not register is recorded as refused."""
+    import accuracy
+
+    items = [(seed, item) for seed in seeds for item in accuracy.build_suite(60, seed)
+             if item.kind == "series"]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(_suite_set_pairs, items, [config] * len(items)))
+    else:
+        done = [_suite_set_pairs(item, config) for item in items]
+    pairs = [pair for set_pairs in done for pair in set_pairs]
+    for pair in pairs:
+        report(f"suite {pair['pair']}: truth {pair['truth']:<11} pipeline {pair['pipeline']:<11}"
+               f" films alone {pair['alone']}")
+    return pairs
+
+
+def _suite_set_pairs(seed_item, config: AnalysisConfig) -> list[dict]:
+    """The consecutive pairs of one accuracy-suite serial set (a worker's job)."""
+    import accuracy
+
+    seed, item = seed_item
+    films = [film for _, film in accuracy.generate(item)]
+    found = [detected(film, config) for film in films]
+    pairs = []
+    for v in range(len(films) - 1):
+        base, follow = films[v], films[v + 1]
+        alone = [sum(r["area_px"] for r in d.deposits.rows) * f.pixel_area_mm2
+                 for d, f in ((found[v], base), (found[v + 1], follow))]
+        try:
+            registration = register_films(base.radiograph, follow.radiograph, config,
+                                          baseline_deposits=found[v].deposits.labels,
+                                          followup_deposits=found[v + 1].deposits.labels)
+            category = compare(base, follow, found[v].deposits, found[v + 1].deposits,
+                               registration, config,
+                               found_again=(found[v], found[v + 1]))["category"]
+        except ComparisonRefused:
+            category = "refused"
+        pairs.append({"pair": f"{seed}/{item.ids[v]}",
+                      "truth": change_category(base.total_area_mm2, follow.total_area_mm2),
+                      "pipeline": category, "alone": change_category(*alone)})
+    return pairs
+
+
 def summarise(pairs, repeats) -> dict:
     done = [p for p in pairs if "refused" not in p]
     in_field = [p["landmark_error_mm"] for p in done if not math.isnan(p["landmark_error_mm"])]
@@ -261,13 +315,25 @@ def main(argv=None) -> int:
     parser.add_argument("--n-series", type=int, default=12)
     parser.add_argument("--n-repeats", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suite-seeds", type=int, nargs="*", default=[],
+                        help="also compare the serial sets of these accuracy suites")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes for the suite pairs")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     config = AnalysisConfig()
     start = time.perf_counter()
     pairs = run_series(args.n_series, args.seed, config)
     repeats = run_repeats(args.n_repeats, args.seed, config)
+    suite = run_suite_pairs(args.suite_seeds, config, jobs=args.jobs)
     summary = summarise(pairs, repeats)
+    if suite:
+        summary.update(
+            n_suite_pairs=len(suite),
+            suite_category_agreement=sum(p["pipeline"] == p["truth"] for p in suite) / len(suite),
+            suite_category_agreement_films_alone=sum(p["alone"] == p["truth"] for p in suite)
+            / len(suite),
+            n_suite_refused=sum(p["pipeline"] == "refused" for p in suite))
     summary["seconds"] = time.perf_counter() - start
     print()
     targets = {"category_agreement_pipeline": ">= 0.95", "landmark_error_mm_in_field_max": "<= 1",
@@ -279,7 +345,8 @@ def main(argv=None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(args.json) as tmp:
         Path(tmp).write_text(json.dumps({"summary": summary, "pairs": pairs,
-                                         "repeats": repeats}, indent=1, default=str))
+                                         "repeats": repeats, "suite_pairs": suite},
+                                        indent=1, default=str))
     return 0
 
 

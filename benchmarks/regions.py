@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imaging.burden import MORPHOLOGY_CLASSES, assign_deposits, region_burden  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
-from imaging.deposits import DepositFindings, contrast_to_noise, find_deposits  # noqa: E402
+from imaging.deposits import DepositFindings, find_deposits  # noqa: E402
 from imaging.evaluation import match_deposits  # noqa: E402
 from imaging.measure import measure_deposits  # noqa: E402
 from imaging.phantom import PhantomSpec, make_film, reexpose  # noqa: E402
@@ -44,17 +46,16 @@ ANATOMIES = ("hand", "forearm", "lower_leg")
 DOSE_PAIRS = {"+-20%": (0.8, 1.2), "x0.5,x2": (0.5, 2.0)}
 
 
-def truth_findings(film, findings: DepositFindings, config: AnalysisConfig) -> DepositFindings:
-    """The detector's anatomy and grid with the truth label image as the deposits."""
+def truth_findings(film, findings: DepositFindings) -> DepositFindings:
+    """The detector's search (grid, anatomy, background) with the truth label image as the
+    deposits."""
     grid, anatomy = findings.grid, findings.anatomy
-    background, _ = contrast_to_noise(grid, anatomy, config)
-    import cv2
     labels = film.truth_labels.astype(np.int32)
     deposits = measure_deposits(
-        film.radiograph.pixels, labels, grid.to_source(background, cv2.INTER_LINEAR),
+        film.radiograph.pixels, labels, grid.to_source(findings.background, cv2.INTER_LINEAR),
         grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
         soft_tissue=grid.mask_to_source(anatomy.soft_tissue))
-    return DepositFindings(labels, deposits, anatomy, grid, background)
+    return dataclasses.replace(findings, labels=labels, deposits=deposits)
 
 
 def analyse(film, findings, config):
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
             if not findings.anatomy.body.any():
                 failures.append(f"{anatomy} seed {seed}: detector found no body (skipped)")
                 continue
-            truth = truth_findings(film, findings, config)
+            truth = truth_findings(film, findings)
             start = time.perf_counter()
             regions, infos_a, rows_a = analyse(film, truth, config)
             seconds.append(time.perf_counter() - start)
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
                     other_findings = find_deposits(other.radiograph, config)
                     if not other_findings.anatomy.body.any():
                         continue
-                    other_truth = truth_findings(other, other_findings, config)
+                    other_truth = truth_findings(other, other_findings)
                     for mask, found, base in (("a", other_truth, base_a),
                                               ("b", other_findings, base_b)):
                         scores = film_scores(analyse(other, found, config)[2])

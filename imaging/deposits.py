@@ -57,32 +57,6 @@ OUTLINE_REACH_MM = 0.5
 
 
 @dataclass(frozen=True, eq=False)
-class DepositFindings:
-    """What the detector found on one film.
-
-    Attributes
-    ----------
-    labels : ndarray of int32
-        Deposit label image in the source pixel grid (0 = no deposit, k = deposit k).
-    deposits : tuple of DepositMeasures
-        One entry per label, in label order.
-    anatomy : Anatomy
-        Body, bone and exclusion masks on the analysis grid.
-    grid : AnalysisGrid
-        The analysis grid (its `nominal` flag says whether the spacing was assumed).
-    background : ndarray of float32
-        The soft-tissue background (film values, analysis grid) that deposit contrast is
-        measured against.
-    """
-
-    labels: np.ndarray
-    deposits: tuple[DepositMeasures, ...]
-    anatomy: Anatomy
-    grid: AnalysisGrid
-    background: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
 class DepositSearch:
     """Where, and against what, deposits are sought on one film.
 
@@ -104,6 +78,40 @@ class DepositSearch:
     region: np.ndarray
     background: np.ndarray
     significance: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class DepositFindings:
+    """What the detector found on one film.
+
+    Attributes
+    ----------
+    labels : ndarray of int32
+        Deposit label image in the source pixel grid (0 = no deposit, k = deposit k).
+    deposits : tuple of DepositMeasures
+        One entry per label, in label order.
+    search : DepositSearch
+        Where, and against what, the deposits were sought: the analysis grid (its `nominal`
+        flag says whether the spacing was assumed), the anatomy, the soft-tissue background.
+    """
+
+    labels: np.ndarray
+    deposits: tuple[DepositMeasures, ...]
+    search: DepositSearch
+
+    @property
+    def grid(self) -> AnalysisGrid:
+        return self.search.grid
+
+    @property
+    def anatomy(self) -> Anatomy:
+        return self.search.anatomy
+
+    @property
+    def background(self) -> np.ndarray:
+        """The soft-tissue background (film values, analysis grid) that deposit contrast is
+        measured against."""
+        return self.search.background
 
 
 def prepare_deposit_search(radiograph: Radiograph, config: AnalysisConfig | None = None, *,
@@ -151,7 +159,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
-    return DepositFindings(labels, deposits, anatomy, grid, search.background)
+    return DepositFindings(labels, deposits, search)
 
 
 def measure_on_film(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,

@@ -35,20 +35,15 @@ import numpy as np
 from .anatomy import disk, fill_small_holes
 from .compare import FilmDeposits
 from .config import AnalysisConfig
-from .deposits import (OUTLINE_REACH_MM, DepositFindings, DepositSearch, detection_rules,
-                       half_maximum_outline, measure_on_film, search_region, select_deposits)
+from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, half_maximum_outline,
+                       measure_on_film, select_deposits)
 from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
 
-#: What a film is searched again with: its analysis grid, anatomy and soft-tissue background,
-#: prepared alone (`imaging.deposits.prepare_deposit_search`) or with the detector's findings.
-FilmSearch = DepositSearch | DepositFindings
-
-
-def compared_deposits(baseline: Radiograph, baseline_search: FilmSearch | None,
+def compared_deposits(baseline: Radiograph, baseline_search: DepositSearch | None,
                       baseline_deposits: FilmDeposits, followup: Radiograph,
-                      followup_search: FilmSearch | None, followup_deposits: FilmDeposits,
+                      followup_search: DepositSearch | None, followup_deposits: FilmDeposits,
                       registration: Registration, config: AnalysisConfig
                       ) -> tuple[FilmDeposits, FilmDeposits]:
     """Both films' deposits as a registered pair compares them: with those found again
@@ -61,9 +56,9 @@ def compared_deposits(baseline: Radiograph, baseline_search: FilmSearch | None,
                             followup_search, registration, config.compare.max_unseen_fraction)
 
 
-def find_again_in_pair(baseline: Radiograph, baseline_search: FilmSearch | None,
+def find_again_in_pair(baseline: Radiograph, baseline_search: DepositSearch | None,
                        baseline_deposits: FilmDeposits, followup: Radiograph,
-                       followup_search: FilmSearch | None, followup_deposits: FilmDeposits,
+                       followup_search: DepositSearch | None, followup_deposits: FilmDeposits,
                        registration: Registration, config: AnalysisConfig
                        ) -> tuple[FilmDeposits, FilmDeposits]:
     """Both films of a registered pair with the deposits found again (`find_again`) where
@@ -79,8 +74,8 @@ def find_again_in_pair(baseline: Radiograph, baseline_search: FilmSearch | None,
             find_again(followup, followup_search, followup_deposits, on_followup, config))
 
 
-def leave_out_unseen(baseline: FilmDeposits, baseline_search: FilmSearch | None,
-                     followup: FilmDeposits, followup_search: FilmSearch | None,
+def leave_out_unseen(baseline: FilmDeposits, baseline_search: DepositSearch | None,
+                     followup: FilmDeposits, followup_search: DepositSearch | None,
                      registration: Registration, max_unseen_fraction: float
                      ) -> tuple[FilmDeposits, FilmDeposits]:
     """Both films' deposits without those the other film cannot show.
@@ -98,14 +93,14 @@ def leave_out_unseen(baseline: FilmDeposits, baseline_search: FilmSearch | None,
             _without_unseen(followup, on_baseline, baseline_search, max_unseen_fraction))
 
 
-def _without_unseen(deposits: FilmDeposits, on_other: np.ndarray, other: FilmSearch | None,
+def _without_unseen(deposits: FilmDeposits, on_other: np.ndarray, other: DepositSearch | None,
                     max_unseen_fraction: float) -> FilmDeposits:
     """`deposits` without those whose footprint `on_other` film lies mostly unsearched."""
     if not deposits.rows:
         return deposits
     if other is None:
         raise ValueError("the film has deposits: the other film's search is needed")
-    searched = other.grid.mask_to_source(search_region(other.grid, other.anatomy))
+    searched = other.grid.mask_to_source(other.region)
     ids = [int(r["deposit_id"]) for r in deposits.rows]
     footprint = np.bincount(on_other.ravel(), minlength=max(ids) + 1)
     seen = np.bincount(on_other[searched], minlength=max(ids) + 1)
@@ -122,16 +117,17 @@ def _without_unseen(deposits: FilmDeposits, on_other: np.ndarray, other: FilmSea
                                        if int(r["deposit_id"]) in unseen))
 
 
-def find_again(radiograph: Radiograph, search: FilmSearch | None, own: FilmDeposits,
+def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDeposits,
                sought: FilmDeposits, config: AnalysisConfig) -> FilmDeposits:
     """A film's deposits with those found again where the other film of a pair has some.
 
     Parameters
     ----------
     radiograph : Radiograph
-    search : DepositSearch or DepositFindings, optional
-        The film's analysis grid, anatomy and soft-tissue background; needed only when
-        `sought` has deposits.
+    search : DepositSearch, optional
+        The film's analysis grid, anatomy, searched soft tissue and background (the
+        detector's `DepositFindings.search`, or `imaging.deposits.prepare_deposit_search`);
+        needed only when `sought` has deposits.
     own : FilmDeposits
         The film's deposits (labels on its source grid, ``deposits.csv`` rows).
     sought : FilmDeposits
@@ -161,7 +157,7 @@ def find_again(radiograph: Radiograph, search: FilmSearch | None, own: FilmDepos
     detection = detection_rules(config, radiograph.metadata.body_part)
     background = grid.to_source(search.background, cv2.INTER_LINEAR)
     outlines = _outlines_where(radiograph, background,
-                               grid.mask_to_source(search_region(grid, anatomy)),
+                               grid.mask_to_source(search.region),
                                (sought_labels > 0) | (own_labels > 0), detection,
                                grid.source_spacing_mm)
     if not outlines.any():

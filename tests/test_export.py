@@ -14,7 +14,7 @@ from imaging import Radiograph, SpacingSource
 from imaging.anatomy import Anatomy
 from imaging.burden import DepositInfo
 from imaging.config import AnalysisConfig
-from imaging.deposits import DepositFindings
+from imaging.deposits import DepositFindings, DepositSearch
 from imaging.export import (
     DEPOSIT_COLUMNS,
     IMAGE_COLUMNS,
@@ -66,8 +66,9 @@ def _findings(film: Radiograph, labels: np.ndarray) -> DepositFindings:
     spacing = film.spacing_mm or (0.15, 0.15)
     grid = AnalysisGrid(np.zeros(grid_shape, np.float32), 0.4, film.shape, spacing,
                         nominal=film.spacing_mm is None)
-    return DepositFindings(labels.astype(np.int32), tuple(deposits), anatomy, grid,
+    search = DepositSearch(grid, anatomy, anatomy.soft_tissue, np.zeros(grid_shape, np.float32),
                            np.zeros(grid_shape, np.float32))
+    return DepositFindings(labels.astype(np.int32), tuple(deposits), search)
 
 
 def _labels(shape=(60, 80)) -> np.ndarray:

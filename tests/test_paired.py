@@ -46,8 +46,8 @@ def test_a_deposit_missed_on_a_reacquired_film_is_found_again(reacquired_hand):
     films, findings, own, registration = reacquired_hand
     alone = _area(own[1]) / _area(own[0]) - 1
     assert alone < -0.3                                   # what the films alone say
-    baseline, followup = find_again_in_pair(films[0].radiograph, findings[0], own[0],
-                                            films[1].radiograph, findings[1], own[1],
+    baseline, followup = find_again_in_pair(films[0].radiograph, findings[0].search, own[0],
+                                            films[1].radiograph, findings[1].search, own[1],
                                             registration, AnalysisConfig())
     true_ratio = films[1].total_area_mm2 / films[0].total_area_mm2
     assert abs(_area(followup) / _area(baseline) / true_ratio - 1) <= 0.10
@@ -60,8 +60,8 @@ def test_a_deposit_missed_on_a_reacquired_film_is_found_again(reacquired_hand):
 
 def test_own_deposits_are_kept_whole_and_found_ones_numbered_after_them(reacquired_hand):
     films, findings, own, registration = reacquired_hand
-    _, followup = find_again_in_pair(films[0].radiograph, findings[0], own[0],
-                                     films[1].radiograph, findings[1], own[1], registration,
+    _, followup = find_again_in_pair(films[0].radiograph, findings[0].search, own[0],
+                                     films[1].radiograph, findings[1].search, own[1], registration,
                                      AnalysisConfig())
     mine = own[1].labels > 0
     assert np.array_equal(followup.labels[mine], own[1].labels[mine])
@@ -72,7 +72,7 @@ def test_own_deposits_are_kept_whole_and_found_ones_numbered_after_them(reacquir
         if row["deposit_id"] not in own_ids:
             assert row["found_again"] and row["deposit_id"] > max(own_ids, default=0)
     with pytest.raises(ValueError, match="not on the film's grid"):
-        find_again(films[1].radiograph, findings[1], own[1],
+        find_again(films[1].radiograph, findings[1].search, own[1],
                    dataclasses.replace(own[0], labels=own[0].labels[:-1]), AnalysisConfig())
 
 
@@ -83,8 +83,8 @@ def test_a_resolved_deposit_is_not_found_again():
         SeriesSpec("hand", seed=3, changes=("new", "resolution")), visits=(1, 2))
     gone = {d.track_id for d in films[0].deposits} - {d.track_id for d in films[1].deposits}
     assert gone
-    _, followup = find_again_in_pair(films[0].radiograph, findings[0], own[0],
-                                     films[1].radiograph, findings[1], own[1], registration,
+    _, followup = find_again_in_pair(films[0].radiograph, findings[0].search, own[0],
+                                     films[1].radiograph, findings[1].search, own[1], registration,
                                      AnalysisConfig())
     added = (followup.labels > 0) & (own[1].labels == 0)
     assert (films[1].truth_labels[added] == 0).sum() * films[1].pixel_area_mm2 < 1.0
@@ -99,10 +99,10 @@ def test_a_film_is_searched_again_with_its_search_alone_and_only_where_needed(re
     search = prepare_deposit_search(films[1].radiograph, config)
     assert np.array_equal(search.background, findings[1].background)
     assert np.array_equal(search.anatomy.bone, findings[1].anatomy.bone)
-    _, with_findings = find_again_in_pair(films[0].radiograph, findings[0], own[0],
-                                          films[1].radiograph, findings[1], own[1],
+    _, with_findings = find_again_in_pair(films[0].radiograph, findings[0].search, own[0],
+                                          films[1].radiograph, findings[1].search, own[1],
                                           registration, config)
-    _, with_search = find_again_in_pair(films[0].radiograph, findings[0], own[0],
+    _, with_search = find_again_in_pair(films[0].radiograph, findings[0].search, own[0],
                                         films[1].radiograph, search, own[1], registration,
                                         config)
     assert np.array_equal(with_search.labels, with_findings.labels)
@@ -115,19 +115,19 @@ def test_a_film_is_searched_again_with_its_search_alone_and_only_where_needed(re
 
 def test_what_the_other_film_cannot_show_is_left_out_of_the_pair(reacquired_hand):
     """A deposit lying, on the other film, where that film is not searched (here: a
-    follow-up whose bone mask covers the whole body) would read as resolved: it is left out
-    of the comparison and kept apart as unseen; the other film's deposits are untouched."""
+    follow-up where nothing is searched, as if its bone mask covered the whole body) would
+    read as resolved: it is left out of the comparison and kept apart as unseen; the other
+    film's deposits are untouched."""
     films, findings, own, registration = reacquired_hand
-    seen_b, seen_f = leave_out_unseen(own[0], findings[0], own[1], findings[1], registration,
-                                      AnalysisConfig().compare.max_unseen_fraction)
+    seen_b, seen_f = leave_out_unseen(own[0], findings[0].search, own[1], findings[1].search,
+                                      registration, AnalysisConfig().compare.max_unseen_fraction)
     assert seen_b.rows == own[0].rows and seen_f.rows == own[1].rows   # the same hand again
-    anatomy = findings[1].anatomy
-    all_bone = dataclasses.replace(
-        findings[1], anatomy=dataclasses.replace(anatomy, bone=anatomy.body.copy()))
-    baseline, followup = leave_out_unseen(own[0], findings[0], own[1], all_bone, registration,
-                                          0.5)
+    search = findings[1].search
+    all_bone = dataclasses.replace(search, region=np.zeros_like(search.region))
+    baseline, followup = leave_out_unseen(own[0], findings[0].search, own[1], all_bone,
+                                          registration, 0.5)
     assert not baseline.rows and not baseline.labels.any()
     assert baseline.unseen == own[0].rows
     assert followup.rows == own[1].rows and np.array_equal(followup.labels, own[1].labels)
     with pytest.raises(ValueError, match="other film's search is needed"):
-        leave_out_unseen(own[0], findings[0], own[1], None, registration, 0.5)
+        leave_out_unseen(own[0], findings[0].search, own[1], None, registration, 0.5)

@@ -425,7 +425,8 @@ class RepeatabilityConfig:
     2026-11-29 on the 12 pairs of seed 0 and 24 more (``--seed 1 --n-repeats 24
     --n-series 0``), 33 pairs with deposits found, deposits the other film cannot show left
     out (`CompareConfig.max_unseen_fraction`): 22 of 33 within ±10 % (seed 0 alone 10 of
-    11), SDD 0.94 relative and 6.7 mm², robust (1.4826 x MAD) 0.16 and 5.9 mm². The films'
+    11), SDD 0.94 relative and 6.9 mm², robust (1.4826 x MAD) 0.17 and 5.9 mm² (after the
+    outline to the bone edge, `imaging.deposits.to_bone_edge`). The films'
     own totals, without deposits found again, gave 19 of 33, 1.05 and 9.0 mm² (robust 0.23
     and 8.1 mm²). The values below are the plain ones, rounded up: the plain SDs keep the
     pairs where the detector finds a large faint deposit, or part of one, on neither film's

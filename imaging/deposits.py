@@ -13,7 +13,8 @@
    peak contrast (full width at half maximum by default, per speck of a cluster), so areas
    do not depend on the analysis grid or on the threshold that found it.
 5. Selection: a deposit must stand out from the tissue right around it (`min_rim_cnr`) and
-   be dense enough relative to the film's bone (`min_relative_density`).
+   be dense enough relative to the film's bone (`min_relative_density`). The kept deposits
+   are then outlined on into the unsearched band beside bone (`to_bone_edge`).
 """
 
 from __future__ import annotations
@@ -159,6 +160,17 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
+    if deposits:
+        edge_outlines = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
+                              search.background, search.significance, candidates, config,
+                              region=anatomy.soft_tissue)
+        extended = clock("outlines", to_bone_edge, labels, edge_outlines,
+                         grid.mask_to_source(anatomy.soft_tissue & ~region),
+                         grid.source_spacing_mm)
+        if extended is not labels:
+            labels = extended
+            deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
+                             grid.to_source(search.background, cv2.INTER_LINEAR), labels)
     return DepositFindings(labels, deposits, search)
 
 
@@ -502,6 +514,46 @@ def hysteresis_candidates(grid: AnalysisGrid, anatomy: Anatomy, cnr: np.ndarray,
     return result
 
 
+def to_bone_edge(labels: np.ndarray, edge_outlines: np.ndarray, margin: np.ndarray,
+                 spacing_mm: tuple[float, float]) -> np.ndarray:
+    """Deposits outlined up to the bone edge.
+
+    The soft tissue right beside bone (`BONE_EDGE_MARGIN_MM`) is not searched: the blur of
+    the cortex there would seed false deposits. A deposit found beside it still reaches into
+    it, as its truth does (a periarticular lump lies against the bone): the pixels of
+    `margin` that the same outline rule drawn over all soft tissue (`edge_outlines`)
+    includes, within `OUTLINE_REACH_MM` of a deposit, take that deposit's label (the
+    highest label within reach where two are).
+
+    Parameters
+    ----------
+    labels : ndarray of int32
+        The deposits (source grid).
+    edge_outlines : ndarray of int
+        `outline_in_source_grid` of the same candidates over all soft tissue.
+    margin : ndarray of bool
+        Soft tissue beside bone that is not searched (source grid).
+    spacing_mm : (float, float)
+        Source pixel spacing.
+
+    Returns
+    -------
+    ndarray of int32
+        `labels` itself when nothing is added, else a new label image.
+    """
+    reach = disk(2 * OUTLINE_REACH_MM / min(spacing_mm) + 1)
+    candidates = (edge_outlines > 0) & margin & (labels == 0)
+    if not candidates.any():
+        return labels
+    owner = cv2.dilate(labels.astype(np.float32), reach).astype(np.int32)
+    added = candidates & (owner > 0)
+    if not added.any():
+        return labels
+    extended = labels.copy()
+    extended[added] = owner[added]
+    return extended
+
+
 def search_region(grid: AnalysisGrid, anatomy: Anatomy) -> np.ndarray:
     """Soft tissue where deposits are sought: not bone nor within the blur of its edge."""
     edge = cv2.dilate(anatomy.bone.astype(np.uint8),
@@ -521,7 +573,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     plateau's peak is a high percentile of it, `plateau_min_area_mm2`). A faint
     deposit's candidate, grown at the coarse scales, also holds noise specks around it: only
     specks within `seed_reach_mm` of where its significance reaches `seed_cnr` are kept, and
-    specks more than `max_speck_gap_mm` apart become separate deposits.
+    specks more than `max_speck_gap_mm` apart become separate deposits. Outlines lie in
+    `region` (analysis grid): the searched soft tissue, `search_region`, by default.
     """
     rows, cols = radiograph.shape
     labels = np.zeros((rows, cols), np.int32)

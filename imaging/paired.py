@@ -36,7 +36,7 @@ from .anatomy import disk, fill_small_holes
 from .compare import FilmDeposits
 from .config import AnalysisConfig
 from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, half_maximum_outline,
-                       measure_on_film, select_deposits)
+                       measure_on_film, select_deposits, to_bone_edge)
 from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
@@ -156,15 +156,20 @@ def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDe
     grid, anatomy = search.grid, search.anatomy
     detection = detection_rules(config, radiograph.metadata.body_part)
     background = grid.to_source(search.background, cv2.INTER_LINEAR)
-    outlines = _outlines_where(radiograph, background,
-                               grid.mask_to_source(search.region),
-                               (sought_labels > 0) | (own_labels > 0), detection,
+    searched, where = grid.mask_to_source(search.region), (sought_labels > 0) | (own_labels > 0)
+    outlines = _outlines_where(radiograph, background, searched, where, detection,
                                grid.source_spacing_mm)
     if not outlines.any():
         return own
     measures = measure_on_film(radiograph, grid, anatomy, background, outlines)
     outlines, kept = select_deposits(outlines, measures, detection,
                                      pixel_area_mm2=grid.source_pixel_area_mm2)
+    if kept:
+        # Up to the bone edge, as the detector outlines a film's own deposits.
+        soft = grid.mask_to_source(anatomy.soft_tissue)
+        outlines = to_bone_edge(outlines, _outlines_where(radiograph, background, soft, where,
+                                                          detection, grid.source_spacing_mm),
+                                soft & ~searched, grid.source_spacing_mm)
     new = (outlines > 0) & (own_labels == 0)
     return _with_found(own, sought, outlines, kept, new)
 

@@ -576,6 +576,57 @@ def test_outline_keeps_specks_near_the_seed_and_splits_distant_ones():
     assert labels[40, 100] > 0 and labels[120, 120] == 0  # the unseeded speck is not outlined
 
 
+def test_a_deposit_is_outlined_into_the_unsearched_band_beside_bone_within_reach():
+    """`to_bone_edge`: the band beside bone is not searched, but a kept deposit's outline
+    drawn over all soft tissue reaches into it; pixels of that outline farther than
+    `OUTLINE_REACH_MM` from the deposit, or outside the band, are not added."""
+    from imaging.deposits import OUTLINE_REACH_MM, to_bone_edge
+
+    spacing = (0.1, 0.1)
+    labels = np.zeros((40, 60), np.int32)
+    labels[10:20, 10:20] = 1
+    margin = np.zeros(labels.shape, bool)
+    margin[20:30, :] = True                               # the band beside a bone below
+    edge_outlines = np.zeros(labels.shape, np.int32)
+    edge_outlines[10:30, 10:20] = 1                       # the deposit down to the bone
+    edge_outlines[20:30, 40:50] = 2                       # far along the band
+    edge_outlines[5:10, 10:20] = 1                        # beyond the deposit, not the band
+    extended = to_bone_edge(labels, edge_outlines, margin, spacing)
+    added = (extended > 0) & (labels == 0)
+    reach_px = round(OUTLINE_REACH_MM / spacing[0])
+    assert added[20:20 + reach_px, 10:20].all() and (extended[added] == 1).all()
+    assert not added[20 + reach_px + 1:].any()
+    assert not added[:, 30:].any() and not added[:20].any()
+    assert np.array_equal(extended[labels > 0], labels[labels > 0])
+    nothing = np.where(margin, 0, edge_outlines)
+    assert to_bone_edge(labels, nothing, margin, spacing) is labels
+
+
+def test_a_periarticular_lump_is_outlined_to_the_bone_edge():
+    """A forearm with periarticular lumps (CNR 5-15): the two found lie against the bone,
+    their truth running into the unsearched band beside it. Their outlines reach into it,
+    on their truth, and their areas come within 20 % of it."""
+    film = make_film(PhantomSpec("forearm", seed=1, n_deposits=4,
+                                 morphologies=("periarticular",), cnr_range=(5.0, 15.0),
+                                 size_range_mm=(1.5, 6.0)))
+    findings = find_deposits(film.radiograph)
+    search = findings.search
+    band = search.grid.mask_to_source(search.anatomy.soft_tissue & ~search.region)
+    outlined = 0
+    for truth in film.deposits:
+        inside = film.truth_labels == truth.deposit_id
+        found = _labels_over(findings, inside)
+        if not found:
+            continue
+        outlined += 1
+        reached = np.isin(findings.labels, list(found)) & band
+        assert reached.sum() >= 0.5 * (inside & band).sum() > 0
+        assert (film.truth_labels[reached] == truth.deposit_id).mean() > 0.8
+        area = sum(d.area_mm2 for d in findings.deposits if d.label in found)
+        assert area == pytest.approx(truth.area_mm2, rel=0.2)
+    assert outlined == 2
+
+
 def test_a_gap_in_a_thin_long_bone_stays_bone_and_a_lump_on_a_bone_does_not():
     """The appendage cut opens a gap where a thin long bone narrows; that piece joins two
     stretches of the kept bone end to end, while a lump the cut took off hangs on one."""

@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,7 +51,7 @@ def truth_findings(film, findings: DepositFindings) -> DepositFindings:
     grid, anatomy = findings.grid, findings.anatomy
     labels = film.truth_labels.astype(np.int32)
     deposits = measure_deposits(
-        film.radiograph.pixels, labels, grid.to_source(findings.background, cv2.INTER_LINEAR),
+        film.radiograph.pixels, labels, findings.search.source_background,
         grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
         soft_tissue=grid.mask_to_source(anatomy.soft_tissue))
     return dataclasses.replace(findings, labels=labels, deposits=deposits)

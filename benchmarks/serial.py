@@ -117,10 +117,9 @@ def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig, *,
     """Whole-film change of a registered pair; with both films' detector findings, on the
     deposits the pair compares (`imaging.paired`: found again, unseen left out)."""
     if found_again is not None:
-        b_dep, f_dep = compared_deposits(base.radiograph, found_again[0].findings.search, b_dep,
-                                         follow.radiograph, found_again[1].findings.search,
-                                         f_dep,
-                                         registration, config)
+        b_dep, f_dep = compared_deposits(
+            base.radiograph, found_again[0].findings.search, b_dep,
+            follow.radiograph, found_again[1].findings.search, f_dep, registration, config)
     warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
     matches = match_deposits(b_dep, f_dep, warped,
                              baseline_spacing_mm=min(registration.baseline_spacing_mm),

@@ -194,8 +194,7 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
     spacing = findings.grid.source_spacing_mm
     pixels = radiograph.pixels
     bone_level = findings.anatomy.bone_level
-    background = (findings.grid.to_source(findings.background, cv2.INTER_LINEAR)
-                  if bone_level else None)
+    background = findings.search.source_background if bone_level else None
     infos = []
     for k, deposit in enumerate(deposits):
         pieces, edge = _shape_measures(pixels, labels, deposit, spacing,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -79,6 +80,16 @@ class DepositSearch:
     region: np.ndarray
     background: np.ndarray
     significance: np.ndarray
+
+    @cached_property
+    def source_background(self) -> np.ndarray:
+        """`background` resampled onto the source grid (made once: a pair reads it again)."""
+        return self.grid.to_source(self.background, cv2.INTER_LINEAR)
+
+    @cached_property
+    def source_region(self) -> np.ndarray:
+        """`region` resampled onto the source grid (made once)."""
+        return self.grid.mask_to_source(self.region)
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +167,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
                    search.background, search.significance, candidates, config, region=region)
     deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
-                     grid.to_source(search.background, cv2.INTER_LINEAR), labels)
+                     search.source_background, labels)
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
@@ -170,7 +181,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
         if extended is not labels:
             labels = extended
             deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
-                             grid.to_source(search.background, cv2.INTER_LINEAR), labels)
+                             search.source_background, labels)
     return DepositFindings(labels, deposits, search)
 
 

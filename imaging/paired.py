@@ -41,6 +41,7 @@ from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
 
+
 def compared_deposits(baseline: Radiograph, baseline_search: DepositSearch | None,
                       baseline_deposits: FilmDeposits, followup: Radiograph,
                       followup_search: DepositSearch | None, followup_deposits: FilmDeposits,
@@ -100,7 +101,7 @@ def _without_unseen(deposits: FilmDeposits, on_other: np.ndarray, other: Deposit
         return deposits
     if other is None:
         raise ValueError("the film has deposits: the other film's search is needed")
-    searched = other.grid.mask_to_source(other.region)
+    searched = other.source_region
     ids = [int(r["deposit_id"]) for r in deposits.rows]
     footprint = np.bincount(on_other.ravel(), minlength=max(ids) + 1)
     seen = np.bincount(on_other[searched], minlength=max(ids) + 1)
@@ -155,8 +156,8 @@ def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDe
         raise ValueError("the other film has deposits: the film's search is needed")
     grid, anatomy = search.grid, search.anatomy
     detection = detection_rules(config, radiograph.metadata.body_part)
-    background = grid.to_source(search.background, cv2.INTER_LINEAR)
-    searched, where = grid.mask_to_source(search.region), (sought_labels > 0) | (own_labels > 0)
+    background, searched = search.source_background, search.source_region
+    where = (sought_labels > 0) | (own_labels > 0)
     outlines = _outlines_where(radiograph, background, searched, where, detection,
                                grid.source_spacing_mm)
     if not outlines.any():

@@ -70,7 +70,7 @@ def classify_film(film, findings, config: AnalysisConfig):
             why = "beside bone"
         elif beside_excluded[inside].any():
             # Candidates reaching an exclusion band are dropped as artefacts (on the
-            # phantoms, mostly two dense deposits whose overlap passes the metal level).
+            # phantoms, e.g. where two dense deposits overlap beyond the metal level).
             why = "beside excluded"
         else:
             why = "missed in soft tissue"

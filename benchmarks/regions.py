@@ -48,12 +48,12 @@ DOSE_PAIRS = {"+-20%": (0.8, 1.2), "x0.5,x2": (0.5, 2.0)}
 def truth_findings(film, findings: DepositFindings) -> DepositFindings:
     """The detector's search (grid, anatomy, background) with the truth label image as the
     deposits."""
-    grid, anatomy = findings.grid, findings.anatomy
+    search = findings.search
     labels = film.truth_labels.astype(np.int32)
     deposits = measure_deposits(
-        film.radiograph.pixels, labels, findings.search.source_background,
-        grid.source_spacing_mm, calibrated=True, bone_level=anatomy.bone_level,
-        soft_tissue=grid.mask_to_source(anatomy.soft_tissue))
+        film.radiograph.pixels, labels, search.source_background,
+        search.grid.source_spacing_mm, calibrated=True, bone_level=search.anatomy.bone_level,
+        soft_tissue=search.source_soft_tissue)
     return dataclasses.replace(findings, labels=labels, deposits=deposits)
 
 

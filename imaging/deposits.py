@@ -91,6 +91,27 @@ class DepositSearch:
         """`region` resampled onto the source grid (made once)."""
         return self.grid.mask_to_source(self.region)
 
+    @cached_property
+    def source_soft_tissue(self) -> np.ndarray:
+        """The anatomy's soft tissue on the source grid (made once)."""
+        return self.grid.mask_to_source(self.anatomy.soft_tissue)
+
+    @cached_property
+    def source_bone(self) -> np.ndarray:
+        """The anatomy's bone mask on the source grid (made once)."""
+        return self.grid.mask_to_source(self.anatomy.bone)
+
+    @cached_property
+    def source_body(self) -> np.ndarray:
+        """The anatomy's body mask on the source grid (made once)."""
+        return self.grid.mask_to_source(self.anatomy.body)
+
+    @property
+    def source_bone_edge_band(self) -> np.ndarray:
+        """The soft tissue beside bone that is not searched, on the source grid
+        (`to_bone_edge`)."""
+        return self.source_soft_tissue & ~self.source_region
+
 
 @dataclass(frozen=True, eq=False)
 class DepositFindings:
@@ -166,8 +187,7 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                        config, region=region)
     labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
                    search.background, search.significance, candidates, config, region=region)
-    deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
-                     search.source_background, labels)
+    deposits = clock("measures", measure_on_film, radiograph, search, labels)
     labels, deposits = clock("selection", select_deposits, labels, deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
@@ -176,24 +196,22 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
                               search.background, search.significance, candidates, config,
                               region=anatomy.soft_tissue)
         extended = clock("outlines", to_bone_edge, labels, edge_outlines,
-                         grid.mask_to_source(anatomy.soft_tissue & ~region),
-                         grid.source_spacing_mm)
+                         search.source_bone_edge_band, grid.source_spacing_mm)
         if extended is not labels:
             labels = extended
-            deposits = clock("measures", measure_on_film, radiograph, grid, anatomy,
-                             search.source_background, labels)
+            deposits = clock("measures", measure_on_film, radiograph, search, labels)
     return DepositFindings(labels, deposits, search)
 
 
-def measure_on_film(radiograph: Radiograph, grid: AnalysisGrid, anatomy: Anatomy,
-                    background: np.ndarray, labels: np.ndarray) -> tuple[DepositMeasures, ...]:
-    """`measure_deposits` of the `labels` outlined on a film, with its anatomy's masks and its
-    soft-tissue `background` (source grid)."""
-    return measure_deposits(radiograph.pixels, labels, background, grid.source_spacing_mm,
-                            calibrated=radiograph.is_calibrated, bone_level=anatomy.bone_level,
-                            soft_tissue=grid.mask_to_source(anatomy.soft_tissue),
-                            bone=grid.mask_to_source(anatomy.bone),
-                            body=grid.mask_to_source(anatomy.body))
+def measure_on_film(radiograph: Radiograph, search: DepositSearch,
+                    labels: np.ndarray) -> tuple[DepositMeasures, ...]:
+    """`measure_deposits` of the `labels` outlined on a film, with the masks and soft-tissue
+    background of its `search` (source grid)."""
+    return measure_deposits(radiograph.pixels, labels, search.source_background,
+                            search.grid.source_spacing_mm, calibrated=radiograph.is_calibrated,
+                            bone_level=search.anatomy.bone_level,
+                            soft_tissue=search.source_soft_tissue, bone=search.source_bone,
+                            body=search.source_body)
 
 
 def detection_rules(config: AnalysisConfig, body_part: str | None):

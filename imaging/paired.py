@@ -154,7 +154,7 @@ def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDe
         return own
     if search is None:
         raise ValueError("the other film has deposits: the film's search is needed")
-    grid, anatomy = search.grid, search.anatomy
+    grid = search.grid
     detection = detection_rules(config, radiograph.metadata.body_part)
     background, searched = search.source_background, search.source_region
     where = (sought_labels > 0) | (own_labels > 0)
@@ -162,15 +162,15 @@ def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDe
                                grid.source_spacing_mm)
     if not outlines.any():
         return own
-    measures = measure_on_film(radiograph, grid, anatomy, background, outlines)
+    measures = measure_on_film(radiograph, search, outlines)
     outlines, kept = select_deposits(outlines, measures, detection,
                                      pixel_area_mm2=grid.source_pixel_area_mm2)
     if kept:
         # Up to the bone edge, as the detector outlines a film's own deposits.
-        soft = grid.mask_to_source(anatomy.soft_tissue)
-        outlines = to_bone_edge(outlines, _outlines_where(radiograph, background, soft, where,
+        outlines = to_bone_edge(outlines, _outlines_where(radiograph, background,
+                                                          search.source_soft_tissue, where,
                                                           detection, grid.source_spacing_mm),
-                                soft & ~searched, grid.source_spacing_mm)
+                                search.source_bone_edge_band, grid.source_spacing_mm)
     new = (outlines > 0) & (own_labels == 0)
     return _with_found(own, sought, outlines, kept, new)
 

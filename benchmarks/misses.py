@@ -4,7 +4,9 @@ Each missed deposit is put in the first class that explains it: small or faint (
 issue's targets), outside the body mask, inside the bone mask (over the phantom's true bone, or
 off it: soft tissue the bone mask took in), in an excluded region, in the band kept clear
 beside bone, within `NEAR_MM` of an excluded region (whose candidates are dropped), or missed
-in soft tissue (the detector saw it and passed). Each false deposit is
+in soft tissue. Those of the last three classes are told apart by the detector's stage that
+lost them: no candidate reached them, a candidate outlined too little of them, or a named
+test of the selection dropped it (`imaging.deposits.rejection`). Each false deposit is
 near bone, near the skin, or in soft tissue. The bone mask's own errors, behind both (deposits
 taken in, bone left out in the soft tissue), are summed per anatomy. Run:
 `python benchmarks/misses.py [--n-films 60] [--seed 0]`.
@@ -26,21 +28,44 @@ from accuracy import build_suite, generate  # noqa: E402
 
 from imaging.anatomy import disk  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
-from imaging.deposits import find_deposits, search_region  # noqa: E402
+from imaging.deposits import (detection_rules, keep_deposits, outline_candidates,  # noqa: E402
+                              prepare_deposit_search, rejection, search_region)
 
 NEAR_MM = 2.0
 #: Bone-mask errors count only this far (mm) beyond the other outline (edge blur is no error).
 OUTLINE_TOLERANCE_MM = 0.5
+#: Miss classes in the searched soft tissue or its margins, explained by `lost_at`.
+SEARCHED_CLASSES = ("beside bone", "beside excluded", "missed in soft tissue")
 
 
-def classify_film(film, findings, config: AnalysisConfig):
+def overlapping(inside: np.ndarray, labels: np.ndarray) -> list[int]:
+    """The labels that cover a fifth of a deposit's truth (`inside`) or of themselves, most
+    overlap first: what counts as finding it."""
+    found, counts = np.unique(labels[inside], return_counts=True)
+    hits = [(n, h) for h, n in zip(found, counts) if h
+            and n >= 0.2 * min(inside.sum(), (labels == h).sum())]
+    return [h for _, h in sorted(hits, reverse=True)]
+
+
+def lost_at(inside: np.ndarray, candidates, detection, pixel_area_mm2: float) -> str:
+    """The stage at which the detector lost a deposit whose truth is `inside`."""
+    hits = overlapping(inside, candidates.labels)
+    if not hits:
+        return "outlined too little" if (candidates.labels[inside] > 0).any() else "no candidate"
+    deposit = next(d for d in candidates.deposits if d.label == hits[0])
+    why = rejection(deposit, candidates.labels, detection, pixel_area_mm2=pixel_area_mm2)
+    return f"dropped: {why}" if why else "kept, then outlined off it"
+
+
+def classify_film(film, findings, candidates, config: AnalysisConfig):
     """(miss classes, false-deposit classes, bone-mask errors) of one phantom film analysed
-    with `config`."""
+    with `config`; `candidates` are the detector's before its selection."""
     grid, anatomy = findings.grid, findings.anatomy
 
     def source(mask):
         return grid.mask_to_source(mask)
 
+    detection = detection_rules(config, film.radiograph.metadata.body_part)
     body, bone = source(anatomy.body), source(anatomy.bone)
     excluded, searched = source(anatomy.excluded), source(search_region(grid, anatomy))
     truth, predicted = film.truth_labels, findings.labels
@@ -51,9 +76,8 @@ def classify_film(film, findings, config: AnalysisConfig):
     misses, matched = [], set()
     for deposit in film.deposits:
         inside = truth == deposit.deposit_id
-        hits = {h for h in np.unique(predicted[inside]) if h
-                and (predicted[inside] == h).sum() >= 0.2 * min(inside.sum(), (predicted == h).sum())}
-        matched |= hits
+        hits = overlapping(inside, predicted)
+        matched.update(hits)
         if hits:
             continue
         if deposit.area_mm2 < 1 or deposit.cnr < 3:
@@ -74,6 +98,8 @@ def classify_film(film, findings, config: AnalysisConfig):
             why = "beside excluded"
         else:
             why = "missed in soft tissue"
+        if why in SEARCHED_CLASSES:
+            why = f"{why} ({lost_at(inside, candidates, detection, grid.source_pixel_area_mm2)})"
         misses.append((why, deposit))
     false = []
     for deposit in findings.deposits:
@@ -109,18 +135,22 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     miss_counts, false_counts = collections.Counter(), collections.Counter()
-    by_morphology = collections.Counter()
+    by_morphology, target_cell = collections.Counter(), collections.Counter()
     bone_errors = collections.defaultdict(list)
     config = AnalysisConfig()
     for item in build_suite(args.n_films, args.seed):
         for film_id, film in generate(item):
-            misses, false, errors = classify_film(film, find_deposits(film.radiograph, config),
-                                                  config)
+            search = prepare_deposit_search(film.radiograph, config)
+            candidates = outline_candidates(film.radiograph, search, config)
+            findings = keep_deposits(film.radiograph, search, candidates, config)
+            misses, false, errors = classify_film(film, findings, candidates, config)
             bone_errors[film.spec.anatomy].append(errors)
             for why, deposit in misses:
                 miss_counts[why] += 1
                 if why != "small or faint":
-                    by_morphology[why, deposit.morphology] += 1
+                    by_morphology[why.split(" (")[0], deposit.morphology] += 1
+                    if deposit.cnr >= 5:
+                        target_cell[why] += 1
                     print(f"miss  {film_id:<16} {deposit.morphology:<13} "
                           f"{deposit.area_mm2:6.1f} mm²  CNR {deposit.cnr:5.1f}  {why}")
             for where, deposit in false:
@@ -128,6 +158,7 @@ def main(argv=None) -> int:
                 print(f"false {film_id:<16} deposit {deposit.label:<3} "
                       f"{deposit.area_px} px  CNR {deposit.cnr:5.1f}  {where}")
     print("\nmissed deposits by cause:", dict(miss_counts.most_common()))
+    print("of them, CNR >= 5 and 1 mm² or more:", dict(target_cell.most_common()))
     print("missed by cause and morphology:",
           {f"{why}/{kind}": n for (why, kind), n in by_morphology.most_common()})
     print("false deposits by place:", dict(false_counts.most_common()))

@@ -180,21 +180,57 @@ def find_deposits(radiograph: Radiograph, config: AnalysisConfig | None = None, 
     DepositFindings
     """
     config = config or AnalysisConfig()
-    clock = _StageClock(timings)
     search = prepare_deposit_search(radiograph, config, timings=timings)
-    grid, anatomy, region = search.grid, search.anatomy, search.region
-    candidates = clock("candidates", hysteresis_candidates, grid, anatomy, search.significance,
-                       config, region=region)
-    labels = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
-                   search.background, search.significance, candidates, config, region=region)
-    deposits = clock("measures", measure_on_film, radiograph, search, labels)
-    labels, deposits = clock("selection", select_deposits, labels, deposits,
+    candidates = outline_candidates(radiograph, search, config, timings=timings)
+    return keep_deposits(radiograph, search, candidates, config, timings=timings)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """A film's candidate deposits, outlined and measured, before the selection.
+
+    Attributes
+    ----------
+    regions : ndarray of int32
+        The hysteresis regions that found them (`hysteresis_candidates`), analysis grid.
+    labels : ndarray of int32
+        Their outlines in the source pixel grid.
+    deposits : tuple of DepositMeasures
+        One entry per label of `labels`.
+    """
+
+    regions: np.ndarray
+    labels: np.ndarray
+    deposits: tuple[DepositMeasures, ...]
+
+
+def outline_candidates(radiograph: Radiograph, search: DepositSearch, config: AnalysisConfig,
+                       *, timings: dict | None = None) -> Candidates:
+    """The middle stages of `find_deposits`: hysteresis candidates on the film's `search`,
+    outlined in the source grid and measured."""
+    clock = _StageClock(timings)
+    regions = clock("candidates", hysteresis_candidates, search.grid, search.anatomy,
+                    search.significance, config, region=search.region)
+    labels = clock("outlines", outline_in_source_grid, radiograph, search.grid, search.anatomy,
+                   search.background, search.significance, regions, config,
+                   region=search.region)
+    return Candidates(regions, labels, clock("measures", measure_on_film, radiograph, search,
+                                             labels))
+
+
+def keep_deposits(radiograph: Radiograph, search: DepositSearch, candidates: Candidates,
+                  config: AnalysisConfig, *, timings: dict | None = None) -> DepositFindings:
+    """The last stages of `find_deposits`: the `candidates` that pass `select_deposits`,
+    outlined on into the unsearched band beside bone (`to_bone_edge`)."""
+    clock = _StageClock(timings)
+    grid, anatomy = search.grid, search.anatomy
+    labels, deposits = clock("selection", select_deposits, candidates.labels, candidates.deposits,
                              detection_rules(config, radiograph.metadata.body_part),
                              pixel_area_mm2=grid.source_pixel_area_mm2)
     if deposits:
         edge_outlines = clock("outlines", outline_in_source_grid, radiograph, grid, anatomy,
-                              search.background, search.significance, candidates, config,
-                              region=anatomy.soft_tissue)
+                              search.background, search.significance, candidates.regions,
+                              config, region=anatomy.soft_tissue)
         extended = clock("outlines", to_bone_edge, labels, edge_outlines,
                          search.source_bone_edge_band, grid.source_spacing_mm)
         if extended is not labels:
@@ -244,14 +280,8 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     of straight sides at right angles (`lettering_*`) a lead marker letter; an outline of a
     few pixels (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
     """
-    kept = [d for d in deposits if not _noise_spike(d, detection, pixel_area_mm2)
-            and _stands_out(d, detection, pixel_area_mm2)
-            and (d.core_noise_ratio is None or d.core_noise_ratio >= detection.min_core_noise_ratio)
-            and not _along_bone_edge(d, detection, pixel_area_mm2)
-            and not _along_skin_line(d, detection, pixel_area_mm2)
-            and not _along_subcutaneous_bone(d, detection, pixel_area_mm2)
-            and not _straight_rod(d, labels, detection, pixel_area_mm2)
-            and not _lead_lettering(d, labels, detection, pixel_area_mm2)]
+    kept = [d for d in deposits
+            if rejection(d, labels, detection, pixel_area_mm2=pixel_area_mm2) is None]
     if len(kept) == len(deposits):
         return labels, deposits
     relabel = np.zeros(max(d.label for d in deposits) + 1, np.int32)
@@ -263,6 +293,30 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     result = np.zeros_like(labels)
     result.ravel()[flat] = relabel[labels.ravel()[flat]]
     return result, renumbered
+
+
+def rejection(deposit, labels: np.ndarray, detection, *,
+              pixel_area_mm2: float | None = None) -> str | None:
+    """The first test of `select_deposits` that a deposit fails, by name, or None when it
+    is kept."""
+    if _noise_spike(deposit, detection, pixel_area_mm2):
+        return "noise spike"
+    if not _stands_out(deposit, detection, pixel_area_mm2):
+        return "rim or density"
+    if (deposit.core_noise_ratio is not None
+            and deposit.core_noise_ratio < detection.min_core_noise_ratio):
+        return "flat core"
+    if _along_bone_edge(deposit, detection, pixel_area_mm2):
+        return "bone contact"
+    if _along_skin_line(deposit, detection, pixel_area_mm2):
+        return "skin line"
+    if _along_subcutaneous_bone(deposit, detection, pixel_area_mm2):
+        return "subcutaneous bone"
+    if _straight_rod(deposit, labels, detection, pixel_area_mm2):
+        return "straight rod"
+    if _lead_lettering(deposit, labels, detection, pixel_area_mm2):
+        return "lettering"
+    return None
 
 
 def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:

@@ -373,7 +373,7 @@ def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kep
     as deep as it is wide."""
     import dataclasses
 
-    from imaging.deposits import select_deposits
+    from imaging.deposits import rejection, select_deposits
     from imaging.measure import measure_deposits
 
     rng = np.random.default_rng(5)
@@ -395,6 +395,9 @@ def test_a_strip_along_the_skin_line_is_dropped_and_a_deposit_under_the_skin_kep
     detection = AnalysisConfig().detection
     _, kept = select_deposits(labels, (strip, lump, deep), detection, pixel_area_mm2=0.01)
     assert [d.area_px for d in kept] == [lump.area_px, deep.area_px]
+    # The misses benchmark names the test that drops a candidate.
+    assert [rejection(d, labels, detection, pixel_area_mm2=0.01) for d in (strip, lump, deep)] \
+        == ["skin line", None, None]
     sheet = dataclasses.replace(strip, relative_density=1.2)     # denser than skin can be
     assert len(select_deposits(labels, (sheet,), detection, pixel_area_mm2=0.01)[1]) == 1
 

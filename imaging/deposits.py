@@ -278,7 +278,8 @@ def select_deposits(labels: np.ndarray, deposits, detection, *,
     an elongated one between the skin and the bone mask (`subcutaneous_bone_*`) the cortex
     of a bone right under the skin; a long straight rod (`rod_*`) is hardware, an outline
     of straight sides at right angles (`lettering_*`) a lead marker letter; an outline of a
-    few pixels (`min_outline_area_mm2`) is a noise spike. The kept deposits are renumbered 1..N.
+    few pixels (`min_outline_px`, `min_outline_area_mm2`) is a noise spike. The kept
+    deposits are renumbered 1..N.
     """
     kept = [d for d in deposits
             if rejection(d, labels, detection, pixel_area_mm2=pixel_area_mm2) is None]
@@ -345,7 +346,10 @@ def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
 
 
 def _noise_spike(deposit, detection, pixel_area_mm2: float | None) -> bool:
-    """A final outline smaller than `min_outline_area_mm2` (needs the source pixel area)."""
+    """A final outline of fewer than `min_outline_px` source pixels, or smaller than
+    `min_outline_area_mm2` (known only with the source pixel area)."""
+    if deposit.area_px < detection.min_outline_px:
+        return True
     area_mm2 = _area_mm2(deposit, pixel_area_mm2)
     return area_mm2 is not None and area_mm2 < detection.min_outline_area_mm2
 
@@ -689,13 +693,14 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         allowed = _crop_to_source(soft, *window, size) > 0
         local_bg = _crop_to_source(background, *window, size, cv2.INTER_LINEAR)
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
-        mask = half_maximum_outline(radiograph.pixels[sr0:sr1, sc0:sc1], local_bg, region,
-                                    allowed, config.detection, grid.source_spacing_mm)
-        _, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        smooth = outline_excess(radiograph.pixels[sr0:sr1, sc0:sc1], local_bg,
+                                grid.source_spacing_mm)
+        mask = half_maximum_outline(smooth, region, allowed, config.detection,
+                                    grid.source_spacing_mm)
         seeds = (_crop_to_source(seed_map, *window, size) > 0) & core
         seeded = cv2.dilate(seeds.astype(np.uint8), seed_reach) > 0
-        touching = np.unique(parts[seeded & mask])
-        touching = touching[touching > 0]
+        parts, touching = strong_specks(mask, seeded, smooth, config.detection,
+                                        grid.source_spacing_mm)
         mask = _fill_holes(np.isin(parts, touching))
         target = labels[sr0:sr1, sc0:sc1]
         mask &= target == 0
@@ -711,15 +716,41 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     return labels
 
 
-def half_maximum_outline(pixels: np.ndarray, background: np.ndarray, region: np.ndarray,
-                         allowed: np.ndarray, detection, spacing_mm: tuple[float, float]
-                         ) -> np.ndarray:
-    """The outline rule of `outline_in_source_grid` on a crop of the source grid: the pixels
-    of `region` at `edge_fraction` of the peak of the basin they drain to, on the excess over
-    `background` smoothed by `OUTLINE_SMOOTHING_MM` (the noise is measured on `allowed` pixels
-    outside `region`)."""
+def strong_specks(mask: np.ndarray, reaching: np.ndarray, smooth: np.ndarray, detection,
+                  spacing_mm: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The specks of an outline `mask` that make one deposit: those that meet `reaching`,
+    less any whose peak on `smooth` is below `min_speck_peak_fraction` of the highest speck
+    of a candidate's size (`min_area_mm2`; a hot pixel or two sets no reference). Returns
+    the specks' label image and the labels kept."""
+    count, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    touching = np.unique(parts[reaching & mask])
+    touching = touching[touching > 0]
+    if len(touching) > 1:
+        peaks = np.full(count, -np.inf)
+        np.maximum.at(peaks, parts[mask], smooth[mask])
+        sizable = np.bincount(parts[mask], minlength=count) * float(np.prod(spacing_mm)) \
+            >= detection.min_area_mm2
+        reference = peaks[touching[sizable[touching]]]
+        if reference.size:
+            touching = touching[peaks[touching]
+                                >= detection.min_speck_peak_fraction * reference.max()]
+    return parts, touching
+
+
+def outline_excess(pixels: np.ndarray, background: np.ndarray,
+                   spacing_mm: tuple[float, float]) -> np.ndarray:
+    """The excess over `background` that outlines are drawn on: a crop of the source grid
+    smoothed by `OUTLINE_SMOOTHING_MM`."""
     sigma = max(OUTLINE_SMOOTHING_MM / min(spacing_mm), 0.7)
-    smooth = cv2.GaussianBlur(pixels - background, (0, 0), sigma)
+    return cv2.GaussianBlur(pixels - background, (0, 0), sigma)
+
+
+def half_maximum_outline(smooth: np.ndarray, region: np.ndarray, allowed: np.ndarray,
+                         detection, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """The outline rule of `outline_in_source_grid` on a crop of the source grid: the pixels
+    of `region` at `edge_fraction` of the peak of the basin they drain to, on the
+    `outline_excess` `smooth` (the noise is measured on `allowed` pixels outside
+    `region`)."""
     plateau_px = detection.plateau_min_area_mm2 / float(np.prod(spacing_mm))
     return _half_maximum_basins(smooth, region, allowed & ~region, detection.edge_fraction,
                                 plateau_px, detection.plateau_peak_percentile)

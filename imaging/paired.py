@@ -36,7 +36,8 @@ from .anatomy import disk, fill_small_holes
 from .compare import FilmDeposits
 from .config import AnalysisConfig
 from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, half_maximum_outline,
-                       measure_on_film, select_deposits, to_bone_edge)
+                       measure_on_film, outline_excess, select_deposits, strong_specks,
+                       to_bone_edge)
 from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
@@ -194,12 +195,10 @@ def _outlines_where(radiograph: Radiograph, background: np.ndarray, allowed: np.
         region = (pieces[box] == number) & allowed[box]
         if not region.any():
             continue
-        mask = half_maximum_outline(radiograph.pixels[box], background[box], region,
-                                    allowed[box], detection, spacing_mm)
-        _, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-        reaching = np.unique(parts[mask & where[box]])
-        mask = fill_small_holes(np.isin(parts, reaching[reaching > 0]), np.inf) & (
-            labels[box] == 0)
+        smooth = outline_excess(radiograph.pixels[box], background[box], spacing_mm)
+        mask = half_maximum_outline(smooth, region, allowed[box], detection, spacing_mm)
+        parts, reaching = strong_specks(mask, where[box], smooth, detection, spacing_mm)
+        mask = fill_small_holes(np.isin(parts, reaching), np.inf) & (labels[box] == 0)
         labels[box][mask] = number
     return labels
 

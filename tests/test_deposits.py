@@ -883,3 +883,37 @@ def test_a_plateau_is_cut_at_half_its_level_not_half_its_noise_maximum():
     assert at_maximum[:100].sum() < 0.94 * sheet.sum()
     assert at_plateau[:100].sum() == pytest.approx(sheet.sum(), rel=0.05)
     assert at_plateau[100:].sum() == at_maximum[100:].sum() > 0
+
+
+def test_faint_specks_beside_a_dense_deposit_are_left_out_of_its_outline():
+    """A dense deposit's outline keeps a speck of half its peak and leaves out a faint piece
+    beside it (under 0.35 of its peak); two hot pixels are too few to set that reference."""
+    from imaging.deposits import strong_specks
+
+    detection = AnalysisConfig().detection
+    smooth = np.zeros((60, 60), np.float32)
+    smooth[10:20, 10:20] = 100.0                  # the deposit: 10 x 10 px, peak 100
+    smooth[10:20, 25:29] = 50.0                   # a speck half as dense
+    smooth[30:55, 5:55] = 20.0                    # a wide faint structure beside them
+    mask = smooth > 0
+    parts, kept = strong_specks(mask, mask, smooth, detection, (0.1, 0.1))
+    assert set(np.unique(smooth[np.isin(parts, kept)])) == {50.0, 100.0}
+
+    hot = np.zeros((60, 60), np.float32)
+    hot[5, 5:7] = 300.0                           # two hot pixels: 0.02 mm²
+    hot[30:55, 5:55] = 20.0
+    parts, kept = strong_specks(hot > 0, hot > 0, hot, detection, (0.1, 0.1))
+    assert len(kept) == 2                         # no sizable speck outshines the structure
+
+
+def test_an_outline_of_a_few_source_pixels_is_a_noise_spike_whatever_their_size():
+    """Two hot detector elements of a 0.2 mm film make a 4-pixel, 0.16 mm² outline: above
+    the area limit, below the pixel count."""
+    import types
+
+    from imaging.deposits import rejection
+
+    detection = AnalysisConfig().detection
+    spike = types.SimpleNamespace(area_px=4)
+    assert rejection(spike, np.zeros((4, 4), np.int32), detection,
+                     pixel_area_mm2=0.04) == "noise spike"

@@ -386,7 +386,7 @@ def _hand(rng: np.random.Generator) -> Anatomy:
         bones.append(Bone(f"mc{number}", (mc,), _scale_knots(_MC_CORTEX, w), density=density))
         names = ("pp", "dp") if number == 1 else ("pp", "mp", "dp")
         gap_names = ("mcp", "ip") if number == 1 else ("mcp", "pip", "dip")
-        prev_end, prev_rod, prev_name = mc_end, mc, f"mc{number}"
+        prev_end, prev_rod = mc_end, mc
         knot_sets = {"pp": _PP_KNOTS, "mp": _MP_KNOTS, "dp": _DP_KNOTS}
         joint_points = {}
         for i, (name, length) in enumerate(zip(names, lengths)):
@@ -405,7 +405,7 @@ def _hand(rng: np.random.Generator) -> Anatomy:
                                                      0.5 * (axis[1] + direction[1])),
                                 prev_end, start))
             joint_points[gap_names[i]] = centre
-            prev_end, prev_rod, prev_name = end, rod, f"{name}{number}"
+            prev_end, prev_rod = end, rod
         tip = _add(prev_end, ph_dir, 3.5 * w)
         finger_radius = 10.0 * w
         distal_joint = joint_points["ip" if number == 1 else "dip"]

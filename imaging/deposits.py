@@ -10,8 +10,9 @@
 3. Hysteresis (Rose-style): a deposit has a seed above `seed_cnr` and extends over connected
    soft tissue above `grow_cnr`; thin streaks, tiny, huge or weak candidates are dropped.
 4. Outline: each deposit is redrawn in the source pixel grid at a fixed fraction of its own
-   peak contrast (full width at half maximum by default, per speck of a cluster), so areas
-   do not depend on the analysis grid or on the threshold that found it.
+   peak contrast (full width at half maximum by default, per speck of a cluster; specks far
+   fainter than its strongest are left out), so areas do not depend on the analysis grid or
+   on the threshold that found it.
 5. Selection: a deposit must stand out from the tissue right around it (`min_rim_cnr`) and
    be dense enough relative to the film's bone (`min_relative_density`). The kept deposits
    are then outlined on into the unsearched band beside bone (`to_bone_edge`).
@@ -659,7 +660,8 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
     fraction of its own peak, so every speck keeps its full width at half maximum (a
     plateau's peak is a high percentile of it, `plateau_min_area_mm2`). A faint
     deposit's candidate, grown at the coarse scales, also holds noise specks around it: only
-    specks within `seed_reach_mm` of where its significance reaches `seed_cnr` are kept, and
+    specks within `seed_reach_mm` of where its significance reaches `seed_cnr` are kept, less
+    those fainter than `min_speck_peak_fraction` of its strongest (`strong_specks`), and
     specks more than `max_speck_gap_mm` apart become separate deposits. Outlines lie in
     `region` (analysis grid): the searched soft tissue, `search_region`, by default.
     """

@@ -29,7 +29,8 @@ from accuracy import build_suite, generate  # noqa: E402
 from imaging.anatomy import disk  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
 from imaging.deposits import (detection_rules, keep_deposits, outline_candidates,  # noqa: E402
-                              prepare_deposit_search, rejection, search_region)
+                              prepare_deposit_search, rejection)
+from imaging.evaluation import match_deposits  # noqa: E402
 
 NEAR_MM = 2.0
 #: Bone-mask errors count only this far (mm) beyond the other outline (edge blur is no error).
@@ -38,21 +39,15 @@ OUTLINE_TOLERANCE_MM = 0.5
 SEARCHED_CLASSES = ("beside bone", "beside excluded", "missed in soft tissue")
 
 
-def overlapping(inside: np.ndarray, labels: np.ndarray) -> list[int]:
-    """The labels that cover a fifth of a deposit's truth (`inside`) or of themselves, most
-    overlap first: what counts as finding it."""
-    found, counts = np.unique(labels[inside], return_counts=True)
-    hits = [(n, h) for h, n in zip(found, counts) if h
-            and n >= 0.2 * min(inside.sum(), (labels == h).sum())]
-    return [h for _, h in sorted(hits, reverse=True)]
-
-
-def lost_at(inside: np.ndarray, candidates, detection, pixel_area_mm2: float) -> str:
-    """The stage at which the detector lost a deposit whose truth is `inside`."""
-    hits = overlapping(inside, candidates.labels)
+def lost_at(inside: np.ndarray, hits: list[int], candidates, detection,
+            pixel_area_mm2: float) -> str:
+    """The stage at which the detector lost a deposit whose truth is `inside`; `hits` are
+    the candidates that match it (`imaging.evaluation.match_deposits`)."""
     if not hits:
         return "outlined too little" if (candidates.labels[inside] > 0).any() else "no candidate"
-    deposit = next(d for d in candidates.deposits if d.label == hits[0])
+    overlap = np.bincount(candidates.labels[inside], minlength=max(hits) + 1)
+    label = max(hits, key=lambda h: (overlap[h], h))
+    deposit = next(d for d in candidates.deposits if d.label == label)
     why = rejection(deposit, candidates.labels, detection, pixel_area_mm2=pixel_area_mm2)
     return f"dropped: {why}" if why else "kept, then outlined off it"
 
@@ -60,26 +55,25 @@ def lost_at(inside: np.ndarray, candidates, detection, pixel_area_mm2: float) ->
 def classify_film(film, findings, candidates, config: AnalysisConfig):
     """(miss classes, false-deposit classes, bone-mask errors) of one phantom film analysed
     with `config`; `candidates` are the detector's before its selection."""
-    grid, anatomy = findings.grid, findings.anatomy
-
-    def source(mask):
-        return grid.mask_to_source(mask)
-
+    search = findings.search
     detection = detection_rules(config, film.radiograph.metadata.body_part)
-    body, bone = source(anatomy.body), source(anatomy.bone)
-    excluded, searched = source(anatomy.excluded), source(search_region(grid, anatomy))
+    body, bone, searched = search.source_body, search.source_bone, search.source_region
+    excluded = search.grid.mask_to_source(search.anatomy.excluded)
     truth, predicted = film.truth_labels, findings.labels
+    pairs, _, _ = match_deposits(truth, predicted)
+    found, matched = {t for t, _ in pairs}, {p for _, p in pairs}
+    candidate_hits = collections.defaultdict(list)
+    for t, c in match_deposits(truth, candidates.labels)[0]:
+        candidate_hits[t].append(c)
     near = disk(2 * NEAR_MM / film.radiograph.spacing_mm[0] + 1)
     near_bone = cv2.dilate(bone.astype(np.uint8), near) > 0
     near_skin = cv2.dilate((~body).astype(np.uint8), near) > 0
     beside_excluded = cv2.dilate(excluded.astype(np.uint8), near) > 0
-    misses, matched = [], set()
+    misses = []
     for deposit in film.deposits:
-        inside = truth == deposit.deposit_id
-        hits = overlapping(inside, predicted)
-        matched.update(hits)
-        if hits:
+        if deposit.deposit_id in found:
             continue
+        inside = truth == deposit.deposit_id
         if deposit.area_mm2 < 1 or deposit.cnr < 3:
             why = "small or faint"
         elif not body[inside].any():
@@ -99,7 +93,9 @@ def classify_film(film, findings, candidates, config: AnalysisConfig):
         else:
             why = "missed in soft tissue"
         if why in SEARCHED_CLASSES:
-            why = f"{why} ({lost_at(inside, candidates, detection, grid.source_pixel_area_mm2)})"
+            lost = lost_at(inside, candidate_hits[deposit.deposit_id], candidates, detection,
+                           search.grid.source_pixel_area_mm2)
+            why = f"{why} ({lost})"
         misses.append((why, deposit))
     false = []
     for deposit in findings.deposits:

@@ -695,19 +695,14 @@ def outline_in_source_grid(radiograph: Radiograph, grid: AnalysisGrid, anatomy: 
         allowed = _crop_to_source(soft, *window, size) > 0
         local_bg = _crop_to_source(background, *window, size, cv2.INTER_LINEAR)
         region = (cv2.dilate(core.astype(np.uint8), disk(reach_px)) > 0) & allowed
-        smooth = outline_excess(radiograph.pixels[sr0:sr1, sc0:sc1], local_bg,
-                                grid.source_spacing_mm)
-        mask = half_maximum_outline(smooth, region, allowed, config.detection,
-                                    grid.source_spacing_mm)
         seeds = (_crop_to_source(seed_map, *window, size) > 0) & core
         seeded = cv2.dilate(seeds.astype(np.uint8), seed_reach) > 0
-        parts, touching = strong_specks(mask, seeded, smooth, config.detection,
-                                        grid.source_spacing_mm)
-        mask = _fill_holes(np.isin(parts, touching))
+        mask, specks = speck_outline(radiograph.pixels[sr0:sr1, sc0:sc1], local_bg, region,
+                                     allowed, seeded, config.detection, grid.source_spacing_mm)
         target = labels[sr0:sr1, sc0:sc1]
         mask &= target == 0
         deposits = [mask]
-        if len(touching) > 1:
+        if specks > 1:
             count, groups = cv2.connectedComponents(cv2.dilate(mask.astype(np.uint8), group_reach),
                                                     connectivity=8)
             deposits = [mask & (groups == group) for group in range(1, count)]
@@ -739,23 +734,23 @@ def strong_specks(mask: np.ndarray, reaching: np.ndarray, smooth: np.ndarray, de
     return parts, touching
 
 
-def outline_excess(pixels: np.ndarray, background: np.ndarray,
-                   spacing_mm: tuple[float, float]) -> np.ndarray:
-    """The excess over `background` that outlines are drawn on: a crop of the source grid
-    smoothed by `OUTLINE_SMOOTHING_MM`."""
+def speck_outline(pixels: np.ndarray, background: np.ndarray, region: np.ndarray,
+                  allowed: np.ndarray, reaching: np.ndarray, detection,
+                  spacing_mm: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """The outline rule of `outline_in_source_grid` on a crop of the source grid.
+
+    The pixels of `region` at `edge_fraction` of the peak of the basin they drain to, on the
+    excess over `background` smoothed by `OUTLINE_SMOOTHING_MM` (the noise is measured on
+    `allowed` pixels outside `region`), in the specks that `strong_specks` keeps of those
+    meeting `reaching`, holes filled. Returns that mask and how many specks it holds.
+    """
     sigma = max(OUTLINE_SMOOTHING_MM / min(spacing_mm), 0.7)
-    return cv2.GaussianBlur(pixels - background, (0, 0), sigma)
-
-
-def half_maximum_outline(smooth: np.ndarray, region: np.ndarray, allowed: np.ndarray,
-                         detection, spacing_mm: tuple[float, float]) -> np.ndarray:
-    """The outline rule of `outline_in_source_grid` on a crop of the source grid: the pixels
-    of `region` at `edge_fraction` of the peak of the basin they drain to, on the
-    `outline_excess` `smooth` (the noise is measured on `allowed` pixels outside
-    `region`)."""
+    smooth = cv2.GaussianBlur(pixels - background, (0, 0), sigma)
     plateau_px = detection.plateau_min_area_mm2 / float(np.prod(spacing_mm))
-    return _half_maximum_basins(smooth, region, allowed & ~region, detection.edge_fraction,
+    mask = _half_maximum_basins(smooth, region, allowed & ~region, detection.edge_fraction,
                                 plateau_px, detection.plateau_peak_percentile)
+    parts, kept = strong_specks(mask, reaching, smooth, detection, spacing_mm)
+    return _fill_holes(np.isin(parts, kept)), len(kept)
 
 
 def _half_maximum_basins(smooth: np.ndarray, region: np.ndarray, outside: np.ndarray,

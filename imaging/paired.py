@@ -5,7 +5,7 @@ plate of CNR 3-5) can be kept on one film and missed, or outlined only in part, 
 the same patient taken again: the change would then measure the threshold, not the disease.
 In a comparison each film is therefore looked at again where the other film's deposits lie,
 brought onto its grid through the registration. There the detector's own outline rule is
-applied (`imaging.deposits.half_maximum_outline`: half the peak of each speck) without
+applied (`imaging.deposits.speck_outline`: half the peak of each speck) without
 needing a candidate, and the outlines that pass the detector's own selection
 (`imaging.deposits.select_deposits`) are *found again* where they lie beyond the film's own
 deposits and on the other film's: a piece touching one of the film's own deposits extends
@@ -32,12 +32,11 @@ import dataclasses
 import cv2
 import numpy as np
 
-from .anatomy import disk, fill_small_holes
+from .anatomy import disk
 from .compare import FilmDeposits
 from .config import AnalysisConfig
-from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, half_maximum_outline,
-                       measure_on_film, outline_excess, select_deposits, strong_specks,
-                       to_bone_edge)
+from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, measure_on_film,
+                       select_deposits, speck_outline, to_bone_edge)
 from .measure import bounding_boxes
 from .radiograph import Radiograph
 from .register import Registration
@@ -195,10 +194,9 @@ def _outlines_where(radiograph: Radiograph, background: np.ndarray, allowed: np.
         region = (pieces[box] == number) & allowed[box]
         if not region.any():
             continue
-        smooth = outline_excess(radiograph.pixels[box], background[box], spacing_mm)
-        mask = half_maximum_outline(smooth, region, allowed[box], detection, spacing_mm)
-        parts, reaching = strong_specks(mask, where[box], smooth, detection, spacing_mm)
-        mask = fill_small_holes(np.isin(parts, reaching), np.inf) & (labels[box] == 0)
+        mask, _ = speck_outline(radiograph.pixels[box], background[box], region, allowed[box],
+                                where[box], detection, spacing_mm)
+        mask &= labels[box] == 0
         labels[box][mask] = number
     return labels
 

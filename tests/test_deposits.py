@@ -613,8 +613,7 @@ def test_a_periarticular_lump_is_outlined_to_the_bone_edge():
                                  morphologies=("periarticular",), cnr_range=(5.0, 15.0),
                                  size_range_mm=(1.5, 6.0)))
     findings = find_deposits(film.radiograph)
-    search = findings.search
-    band = search.grid.mask_to_source(search.anatomy.soft_tissue & ~search.region)
+    band = findings.search.source_bone_edge_band
     outlined = 0
     for truth in film.deposits:
         inside = film.truth_labels == truth.deposit_id

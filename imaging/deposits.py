@@ -322,26 +322,36 @@ def rejection(deposit, labels: np.ndarray, detection, *,
 
 
 def _stands_out(deposit, detection, pixel_area_mm2: float | None) -> bool:
-    """The rim and density tests of `select_deposits`: stricter rim tests, a size limit and,
-    from `faint_solid_min_area_mm2` on, a solidity limit for a deposit fainter than
-    `min_relative_density` (down to `faint_min_relative_density`),
-    a lower rim CNR for a large one (`large_*`), no rim fraction for a large one clear of
-    bone (`clear_of_bone_min_area_mm2`)."""
+    """The rim and density tests of `select_deposits`: a lower rim CNR for a large deposit
+    (`large_*`), no rim fraction for a large one clear of bone (`clear_of_bone_min_area_mm2`);
+    below `min_relative_density`, a small deposit (down to `faint_min_relative_density`)
+    must be compact (`faint_compact_*`) or stand out more sharply (`faint_*`, and solid from
+    `faint_solid_min_area_mm2` on), a larger one be a sheet (`faint_sheet_*`).
+    """
     density, area_mm2 = deposit.relative_density, _area_mm2(deposit, pixel_area_mm2)
+    rim_cnr, rim_fraction = detection.min_rim_cnr, detection.min_rim_fraction
+    if area_mm2 is not None and area_mm2 >= detection.large_min_area_mm2:
+        rim_cnr = detection.large_min_rim_cnr
     if density is None or density >= detection.min_relative_density:
-        rim_cnr, rim_fraction = detection.min_rim_cnr, detection.min_rim_fraction
-        if area_mm2 is not None and area_mm2 >= detection.large_min_area_mm2:
-            rim_cnr = detection.large_min_rim_cnr
         if (area_mm2 is not None and area_mm2 >= detection.clear_of_bone_min_area_mm2
                 and deposit.bone_contact == 0):
             rim_fraction = 0.0
-    elif (density >= detection.faint_min_relative_density and area_mm2 is not None
-          and area_mm2 <= detection.faint_max_area_mm2
-          and (area_mm2 < detection.faint_solid_min_area_mm2
-               or deposit.solidity >= detection.faint_min_solidity)):
-        rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
-    else:
+    elif area_mm2 is None:
         return False
+    elif area_mm2 > detection.faint_max_area_mm2:
+        if not (density >= detection.faint_sheet_min_relative_density
+                and deposit.eccentricity >= detection.faint_sheet_min_eccentricity
+                and (deposit.bone_contact or 0.0) <= detection.faint_sheet_max_bone_contact):
+            return False
+        rim_cnr = detection.min_rim_cnr
+    elif density < detection.faint_min_relative_density:
+        return False
+    elif (deposit.solidity < detection.faint_compact_min_solidity
+          or area_mm2 < detection.faint_compact_min_area_mm2):
+        if (area_mm2 >= detection.faint_solid_min_area_mm2
+                and deposit.solidity < detection.faint_min_solidity):
+            return False
+        rim_cnr, rim_fraction = detection.faint_min_rim_cnr, detection.faint_min_rim_fraction
     return (deposit.rim_cnr >= rim_cnr
             and deposit.rim_contrast >= rim_fraction * deposit.mean_contrast)
 

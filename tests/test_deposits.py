@@ -473,10 +473,11 @@ def test_a_small_deposit_along_a_bone_is_a_sliver_and_a_larger_one_is_not(dense_
     assert not kept(2.0) and kept(6.0)
 
 
-def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stones):
-    """Below `min_relative_density` of bone, a deposit must stand out from its rim more
-    clearly and be small (soft-tissue texture of that density is large and diffuse), and
-    from `faint_solid_min_area_mm2` on solid (a faint lace at a fingertip is no deposit)."""
+def test_a_faint_deposit_is_kept_only_when_small_and_compact_or_sharply_bounded(dense_stones):
+    """Below `min_relative_density` of bone, a small deposit must be compact (a stone is) or
+    stand out from its rim more clearly; from `faint_solid_min_area_mm2` on it must be
+    solid (a faint lace at a fingertip is no deposit); larger ones are texture (unless
+    sheets, below)."""
     import dataclasses
 
     from imaging.deposits import select_deposits
@@ -487,25 +488,30 @@ def test_a_faint_deposit_is_kept_only_when_small_and_sharply_bounded(dense_stone
     labels = (findings.labels == findings.deposits[0].label).astype(np.int32)
     pixel_area = film.pixel_area_mm2
     small = int(5.0 / pixel_area)
-    faint = dataclasses.replace(stone, relative_density=0.12, area_px=small, rim_cnr=6.0,
-                                rim_contrast=stone.mean_contrast)
+    assert stone.solidity >= detection.faint_compact_min_solidity
+    compact = dataclasses.replace(stone, relative_density=0.12, area_px=small, rim_cnr=3.5,
+                                  rim_contrast=0.7 * stone.mean_contrast)
 
     def kept(deposit, area=pixel_area):
         return len(select_deposits(labels, (deposit,), detection, pixel_area_mm2=area)[1]) == 1
 
-    assert kept(faint)
-    assert not kept(faint, area=None)
-    assert not kept(dataclasses.replace(faint, area_px=int(20.0 / pixel_area)))
-    assert not kept(dataclasses.replace(faint, rim_cnr=3.5))
-    assert not kept(dataclasses.replace(faint, rim_contrast=0.7 * stone.mean_contrast))
-    assert not kept(dataclasses.replace(faint, relative_density=0.08))
-    assert stone.solidity >= detection.faint_min_solidity
-    lace = dataclasses.replace(faint, solidity=0.4)
+    assert kept(compact)                        # the usual rim tests: 2.5 and 0.6 from 4 mm²
+    assert not kept(compact, area=None)
+    assert not kept(dataclasses.replace(compact, area_px=int(20.0 / pixel_area)))
+    assert not kept(dataclasses.replace(compact, relative_density=0.08))
+    assert not kept(dataclasses.replace(compact, rim_cnr=2.0))
+    assert not kept(dataclasses.replace(compact, rim_contrast=0.5 * stone.mean_contrast))
+    assert not kept(dataclasses.replace(compact, area_px=int(0.5 / pixel_area)))  # too few px
+
+    less_compact = dataclasses.replace(compact, solidity=0.6)
+    assert not kept(less_compact)               # ...needs 4.5 and 0.8
+    sharp = dataclasses.replace(less_compact, rim_cnr=6.0, rim_contrast=stone.mean_contrast)
+    assert kept(sharp)
+    lace = dataclasses.replace(sharp, solidity=0.4)
     assert not kept(lace)
     assert kept(dataclasses.replace(lace, area_px=int(3.0 / pixel_area)))
     assert kept(dataclasses.replace(lace, relative_density=0.2))
-    assert kept(dataclasses.replace(faint, relative_density=0.2, rim_cnr=3.5,
-                                    rim_contrast=0.7 * stone.mean_contrast))
+    assert kept(dataclasses.replace(less_compact, relative_density=0.2))
 
 
 def test_a_large_sheet_clear_of_bone_needs_no_rim_fraction(dense_stones):
@@ -532,6 +538,59 @@ def test_a_large_sheet_clear_of_bone_needs_no_rim_fraction(dense_stones):
     assert not kept(dataclasses.replace(sheet, bone_contact=0.1))
     assert not kept(dataclasses.replace(sheet, area_px=int(6.0 / pixel_area)))
     assert not kept(dataclasses.replace(sheet, bone_contact=None))     # no bone mask: no say
+
+
+def test_a_large_faint_sheet_is_kept_when_drawn_out_and_clear_of_bone(dense_stones):
+    """Above `faint_max_area_mm2`, a region fainter than `min_relative_density` is a
+    calcified sheet when it is drawn out, clear of bone and stands out from its rim as any
+    deposit must; rounder, touching bone or fainter still, it is soft-tissue texture."""
+    import dataclasses
+
+    from imaging.deposits import rejection
+
+    film, findings = dense_stones
+    detection = AnalysisConfig().detection
+    stone = findings.deposits[0]
+    labels = (findings.labels == stone.label).astype(np.int32)
+    sheet = dataclasses.replace(stone, label=1, relative_density=0.12, eccentricity=0.98,
+                                bone_contact=0.0, rim_cnr=3.5,
+                                rim_contrast=0.8 * stone.mean_contrast,
+                                area_px=int(30.0 / film.pixel_area_mm2))
+
+    def verdict(deposit, area=film.pixel_area_mm2):
+        return rejection(deposit, labels, detection, pixel_area_mm2=area)
+
+    assert verdict(sheet) is None
+    for texture in (dataclasses.replace(sheet, eccentricity=0.9),
+                    dataclasses.replace(sheet, bone_contact=0.2),
+                    dataclasses.replace(sheet, relative_density=0.07),
+                    dataclasses.replace(sheet, rim_cnr=2.8),
+                    dataclasses.replace(sheet, rim_contrast=0.5 * stone.mean_contrast)):
+        assert verdict(texture) == "rim or density"
+    assert verdict(sheet, area=None) == "rim or density"
+
+
+def test_a_faint_calcified_sheet_on_a_lower_leg_is_found():
+    """A sheet of calcinosis universalis of CNR 3.6 and 55 mm² (0.1 of the bone contrast) on a
+    lower leg: found, and kept by the faint-sheet rule alone; nothing else is reported."""
+    import dataclasses
+
+    from imaging.deposits import rejection
+
+    film = make_film(PhantomSpec("lower_leg", seed=46, n_deposits=2,
+                                 morphologies=("universalis",), cnr_range=(2.5, 4.5),
+                                 size_range_mm=(10, 20)))
+    sheet = max(film.deposits, key=lambda d: d.cnr)
+    assert 3 < sheet.cnr < 5 and sheet.area_mm2 > 40
+    findings = find_deposits(film.radiograph)
+    assert len(findings.deposits) == 1
+    assert (findings.labels[film.truth_labels == sheet.deposit_id] > 0).mean() > 0.8
+    found = findings.deposits[0]
+    assert found.relative_density < AnalysisConfig().detection.min_relative_density
+    config = AnalysisConfig()
+    rounder_only = dataclasses.replace(config.detection, faint_sheet_min_eccentricity=1.01)
+    assert rejection(found, findings.labels, rounder_only,
+                     pixel_area_mm2=film.pixel_area_mm2) == "rim or density"
 
 
 def test_bones_cut_by_the_field_edge_stay_bone():

@@ -53,8 +53,10 @@ def lost_at(inside: np.ndarray, hits: list[int], candidates, detection,
 
 
 def classify_film(film, findings, candidates, config: AnalysisConfig):
-    """(miss classes, false-deposit classes, bone-mask errors) of one phantom film analysed
-    with `config`; `candidates` are the detector's before its selection."""
+    """(misses, false-deposit classes, bone-mask errors) of one phantom film analysed with
+    `config`; `candidates` are the detector's before its selection. A miss is (its class,
+    the stage that lost it, `lost_at`, for the classes in searched tissue or else None, the
+    deposit)."""
     search = findings.search
     detection = detection_rules(config, film.radiograph.metadata.body_part)
     body, bone, searched = search.source_body, search.source_bone, search.source_region
@@ -92,11 +94,10 @@ def classify_film(film, findings, candidates, config: AnalysisConfig):
             why = "beside excluded"
         else:
             why = "missed in soft tissue"
-        if why in SEARCHED_CLASSES:
-            lost = lost_at(inside, candidate_hits[deposit.deposit_id], candidates, detection,
-                           search.grid.source_pixel_area_mm2)
-            why = f"{why} ({lost})"
-        misses.append((why, deposit))
+        lost = (lost_at(inside, candidate_hits[deposit.deposit_id], candidates, detection,
+                        search.grid.source_pixel_area_mm2)
+                if why in SEARCHED_CLASSES else None)
+        misses.append((why, lost, deposit))
     false = []
     for deposit in findings.deposits:
         if deposit.label in matched or (truth[predicted == deposit.label] > 0).any():
@@ -141,10 +142,11 @@ def main(argv=None) -> int:
             findings = keep_deposits(film.radiograph, search, candidates, config)
             misses, false, errors = classify_film(film, findings, candidates, config)
             bone_errors[film.spec.anatomy].append(errors)
-            for why, deposit in misses:
+            for cause, lost, deposit in misses:
+                why = f"{cause} ({lost})" if lost else cause
                 miss_counts[why] += 1
-                if why != "small or faint":
-                    by_morphology[why.split(" (")[0], deposit.morphology] += 1
+                if cause != "small or faint":
+                    by_morphology[cause, deposit.morphology] += 1
                     if deposit.cnr >= 5:
                         target_cell[why] += 1
                     print(f"miss  {film_id:<16} {deposit.morphology:<13} "

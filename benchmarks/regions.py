@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imaging.burden import MORPHOLOGY_CLASSES, assign_deposits, region_burden  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
-from imaging.deposits import DepositFindings, find_deposits  # noqa: E402
+from imaging.deposits import DepositFindings, find_deposits, measure_on_film  # noqa: E402
 from imaging.evaluation import match_deposits  # noqa: E402
-from imaging.measure import measure_deposits  # noqa: E402
 from imaging.phantom import PhantomSpec, make_film, reexpose  # noqa: E402
 from imaging.config import RegionConfig  # noqa: E402
 from imaging.regions import region_map  # noqa: E402
@@ -48,12 +47,8 @@ DOSE_PAIRS = {"+-20%": (0.8, 1.2), "x0.5,x2": (0.5, 2.0)}
 def truth_findings(film, findings: DepositFindings) -> DepositFindings:
     """The detector's search (grid, anatomy, background) with the truth label image as the
     deposits."""
-    search = findings.search
     labels = film.truth_labels.astype(np.int32)
-    deposits = measure_deposits(
-        film.radiograph.pixels, labels, search.source_background,
-        search.grid.source_spacing_mm, calibrated=True, bone_level=search.anatomy.bone_level,
-        soft_tissue=search.source_soft_tissue)
+    deposits = measure_on_film(film.radiograph, findings.search, labels)
     return dataclasses.replace(findings, labels=labels, deposits=deposits)
 
 

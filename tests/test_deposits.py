@@ -586,9 +586,9 @@ def test_a_faint_calcified_sheet_on_a_lower_leg_is_found():
     assert len(findings.deposits) == 1
     assert (findings.labels[film.truth_labels == sheet.deposit_id] > 0).mean() > 0.8
     found = findings.deposits[0]
-    assert found.relative_density < AnalysisConfig().detection.min_relative_density
-    config = AnalysisConfig()
-    rounder_only = dataclasses.replace(config.detection, faint_sheet_min_eccentricity=1.01)
+    detection = AnalysisConfig().detection
+    assert found.relative_density < detection.min_relative_density
+    rounder_only = dataclasses.replace(detection, faint_sheet_min_eccentricity=1.01)
     assert rejection(found, findings.labels, rounder_only,
                      pixel_area_mm2=film.pixel_area_mm2) == "rim or density"
 

@@ -457,9 +457,9 @@ class RepeatabilityConfig:
     2026-11-30 on the 12 pairs of seed 0 and 24 more (``--seed 1 --n-repeats 24
     --n-series 0``), 34 pairs with deposits found, deposits the other film cannot show left
     out (`CompareConfig.max_unseen_fraction`): 25 of 34 within ±10 % (seed 0 alone 11 of
-    11), SDD 0.92 relative and 7.08 mm², robust (1.4826 x MAD) 0.14 and 3.4 mm² (after faint
-    sheets and compact faint deposits were kept, `DetectionConfig.faint_sheet_*` and
-    `faint_compact_min_solidity`). The films' own totals, without deposits found again, gave
+    11), SDD 0.91 relative and 6.68 mm², robust (1.4826 x MAD) 0.14 and 3.4 mm² (after the
+    rim test of deposits found again was eased, `CompareConfig.found_again_min_rim_cnr`;
+    0.92 and 7.08 mm² before). The films' own totals, without deposits found again, gave
     19 of 34, 1.04 and 10.7 mm² (robust 0.29 and 6.7 mm²). The values below are the plain
     ones, rounded up: the plain SDs keep the pairs where the detector finds a large faint
     deposit, or part of one, on neither film's first look (a forearm at +256 %), so a change
@@ -470,7 +470,7 @@ class RepeatabilityConfig:
 
     relative_sdd: float = 0.95
     """SDD as a fraction of the mean of the two areas."""
-    absolute_sdd_mm2: float = 7.1
+    absolute_sdd_mm2: float = 6.7
     """Floor of the SDD in mm² (small burdens)."""
 
     def sdd(self, baseline: float, followup: float, *, calibrated: bool = True) -> float:
@@ -488,6 +488,20 @@ class CompareConfig:
     repeatability: RepeatabilityConfig = field(default_factory=RepeatabilityConfig)
     change_threshold: float = CHANGE_THRESHOLD
     """Relative change of total area beyond which a follow-up is progression or improvement."""
+    found_again_min_rim_cnr: float = 2.0
+    """The rim test's contrast-to-noise ratio for a deposit found again
+    (`imaging.paired.find_again`), in place of the detector's `DetectionConfig.min_rim_cnr`
+    (and of `large_min_rim_cnr` when lower): there the other film shows a deposit at a known
+    place, so the question is one test rather than a search over the whole film, and 2 noise
+    SDs is a one-sided false-alarm rate of about 2 %. The density, faint and shape tests,
+    which tell deposits from soft-tissue texture rather than from noise, stay the detector's.
+    On ``benchmarks/serial.py`` (2026-11-30) this puts 22 of 24 pairs in the right category
+    instead of 21 (a forearm whose 26 mm² faint sheet, kept on the follow-up, stands 2.7
+    noise SDs above its rim on the baseline); the accuracy suites' 80 serial pairs (74 right)
+    and the re-acquisitions (11 of 11 and, on ``--seed 1``, 14 of 23 within ±10 %) are as
+    they were, and one re-acquired forearm moves from -29 % to -13 %. Easing the faint tests
+    too (rim CNR 2, rim fraction 0.6, no solidity test) found a 3 mm² lace of soft tissue
+    (solidity 0.11) where a hand's deposits had all resolved."""
     max_unseen_fraction: float = 0.5
     """A deposit more than this fraction of which, brought onto the other film of a pair, lies
     where that film is not searched (its bone mask and the band beside it, beyond its field)

@@ -10,7 +10,9 @@ Prints a table. For each anatomy (hand, forearm, lower leg) and seed:
 - density scores under a change of exposure only: the same scene and deposits re-exposed
   (new noise) at dose 0.8 and 1.2 (the +-20 % of the serial-film targets) and, as a harder
   check, at 0.5 and 2; film-level density-weighted score and integrated density against
-  dose 1, with the truth mask (a) and with the detector (b);
+  dose 1, with the truth mask (a), with the detector (b) and, at +-20 %, with the detector
+  compared as a follow-up is (c: registered, deposits found again in the pair,
+  `imaging.paired`; the scores of ``changes.csv``);
 - morphology (stone/mousse/plate/net truth deposits, truth mask and matched detections)
   and periarticular flags.
 
@@ -32,12 +34,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imaging.burden import MORPHOLOGY_CLASSES, assign_deposits, region_burden  # noqa: E402
+from imaging.compare import FilmDeposits, compare_registered  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
 from imaging.deposits import DepositFindings, find_deposits, measure_on_film  # noqa: E402
 from imaging.evaluation import match_deposits  # noqa: E402
 from imaging.phantom import PhantomSpec, make_film, reexpose  # noqa: E402
 from imaging.config import RegionConfig  # noqa: E402
+from imaging.paired import compared_deposits  # noqa: E402
 from imaging.regions import region_map  # noqa: E402
+from imaging.register import register_films  # noqa: E402
 
 ANATOMIES = ("hand", "forearm", "lower_leg")
 #: Re-exposures: the serial targets' +-20 % and a harder halving and doubling.
@@ -62,6 +67,26 @@ def analyse(film, findings, config):
 def film_scores(rows):
     total = rows[-1]
     return total["density_score_mm2"] or 0.0, total["integrated_density_mm2"] or 0.0
+
+
+def compared_scores(film, findings, infos, other, other_findings, other_infos, config):
+    """Both films' density-weighted score and integrated density (mm²) as ``calcitrack
+    track`` compares them: registered, deposits found again in the pair."""
+    def deposits(f, found, infos_):
+        rows = tuple({"deposit_id": d.label, "area_px": d.area_px, "region": None,
+                      "relative_density": d.relative_density,
+                      "density_score_px": i.density_score_px}
+                     for d, i in zip(found.deposits, infos_, strict=True))
+        return FilmDeposits(found.labels, rows, f.pixel_area_mm2)
+
+    own, others = deposits(film, findings, infos), deposits(other, other_findings, other_infos)
+    registration = register_films(film.radiograph, other.radiograph, config,
+                                  baseline_deposits=own.labels, followup_deposits=others.labels)
+    own, others = compared_deposits(film.radiograph, findings.search, own, other.radiograph,
+                                    other_findings.search, others, registration, config)
+    whole = compare_registered(own, others, registration, config.compare)[1][0]
+    return ((whole.baseline_density_score or 0.0, whole.baseline_integrated_density or 0.0),
+            (whole.followup_density_score or 0.0, whole.followup_integrated_density or 0.0))
 
 
 def rel(a, b):
@@ -139,6 +164,12 @@ def main(argv=None) -> int:
                         scores = film_scores(analyse(other, found, config)[2])
                         dose_change[pair]["dS", mask].append(rel(scores[0], base[0]))
                         dose_change[pair]["dI", mask].append(rel(scores[1], base[1]))
+                    if pair == "+-20%":
+                        other_infos = analyse(other, other_findings, config)[1]
+                        base_c, scores = compared_scores(film, findings, infos_b, other,
+                                                         other_findings, other_infos, config)
+                        dose_change[pair]["dS", "c"].append(rel(scores[0], base_c[0]))
+                        dose_change[pair]["dI", "c"].append(rel(scores[1], base_c[1]))
         overall.update(c)
         print(f"{anatomy:10} {c['a_ok']:>4}/{c['a_total']:<5} {c['b_ok']:>4}/{c['b_total']:<5} "
               f"{np.mean(np.array(region_err_a) <= 0.1):>13.0%} "

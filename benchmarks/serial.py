@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.compare import FilmDeposits, compare_burden, match_deposits
+from imaging.compare import FilmDeposits, compare_registered
 from imaging.config import AnalysisConfig
 from imaging.deposits import DepositFindings, find_deposits
 from imaging.evaluation import change_category
@@ -120,14 +120,7 @@ def compare(base, follow, b_dep, f_dep, registration, config: AnalysisConfig, *,
         b_dep, f_dep = compared_deposits(
             base.radiograph, found_again[0].findings.search, b_dep,
             follow.radiograph, found_again[1].findings.search, f_dep, registration, config)
-    warped = registration.warp_followup_labels(f_dep.labels, b_dep.labels.shape)
-    matches = match_deposits(b_dep, f_dep, warped,
-                             baseline_spacing_mm=min(registration.baseline_spacing_mm),
-                             followup_area_factor=registration.pixel_area_ratio,
-                             config=config.compare.match)
-    whole = compare_burden(b_dep, f_dep, matches,
-                           followup_area_factor=registration.pixel_area_ratio,
-                           config=config.compare)[0]
+    whole = compare_registered(b_dep, f_dep, registration, config.compare)[1][0]
     return {"category": whole.category, "baseline_mm2": whole.baseline_area_mm2,
             "followup_mm2": whole.followup_area_mm2, "change_pct": whole.change_pct,
             "n_matched": whole.n_matched, "n_new": whole.n_new, "n_resolved": whole.n_resolved}

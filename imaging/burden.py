@@ -201,8 +201,8 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
                                        config.net_min_speck_fraction)
         weight = density_weight(deposit.relative_density, config)
         score = (None if background is None
-                 else _deposit_density_score(pixels, background, labels, deposit, bone_level,
-                                             spacing, config))
+                 else scores_of_pixels(pixels, background, labels, deposit.label, deposit.bbox,
+                                       bone_level, spacing, config)[0])
         infos.append(DepositInfo(
             label=deposit.label, region=str(regions[k]), fingertip=bool(tips[k]),
             periarticular=joint_mm[k] is not None and joint_mm[k] <= periarticular_mm,
@@ -214,29 +214,39 @@ def assign_deposits(region_map: RegionMap, findings: DepositFindings, radiograph
     return tuple(infos)
 
 
-def _box_around(deposit, margin_px: int, shape) -> tuple[slice, slice]:
-    """A deposit's bounding box grown by `margin_px`, within the film."""
-    r0, c0, r1, c1 = deposit.bbox
+def _box_around(bbox, margin_px: int, shape) -> tuple[slice, slice]:
+    """A bounding box (r0, c0, r1, c1) grown by `margin_px`, within the film."""
+    r0, c0, r1, c1 = bbox
     return (slice(max(r0 - margin_px, 0), min(r1 + margin_px, shape[0])),
             slice(max(c0 - margin_px, 0), min(c1 + margin_px, shape[1])))
 
 
-def _deposit_density_score(pixels, background, labels, deposit, bone_level: float, spacing_mm,
-                           config: BurdenConfig) -> float:
-    """`density_score` of a deposit's pixels, from the film's excess over its background
-    (source grid; only the deposit's surroundings are read)."""
+def scores_of_pixels(pixels: np.ndarray, background: np.ndarray, labels: np.ndarray,
+                     label: int, bbox: tuple[int, int, int, int], bone_level: float,
+                     spacing_mm: tuple[float, float], config: BurdenConfig
+                     ) -> tuple[float, float]:
+    """The density-weighted score and the integrated density, in pixels, of the pixels of
+    `labels` equal to `label`, from the film's excess over its soft-tissue `background`
+    (source grid; only the box `bbox` = (r0, c0, r1, c1) and its surroundings are read).
+
+    The score weighs each pixel by the band of its relative density, smoothed over
+    `DENSITY_SMOOTHING_MM`; the integrated density sums the pixels' relative densities (a
+    deposit's area times its mean relative density).
+    """
     sigma_px = DENSITY_SMOOTHING_MM / math.sqrt(spacing_mm[0] * spacing_mm[1])
-    box = _box_around(deposit, int(math.ceil(3 * sigma_px)), labels.shape)
+    box = _box_around(bbox, int(math.ceil(3 * sigma_px)), labels.shape)
     crop = np.ascontiguousarray(pixels[box] - background[box], dtype=np.float32)
     smooth = cv2.GaussianBlur(crop, (0, 0), sigma_px)
-    return density_score(smooth[labels[box] == deposit.label] / bone_level, config)
+    inside = labels[box] == label
+    return (density_score(smooth[inside] / bone_level, config),
+            float(crop[inside].sum(dtype=np.float64) / bone_level))
 
 
 def _shape_measures(pixels, labels, deposit, spacing_mm,
                     min_speck_fraction: float) -> tuple[int, float]:
     """Separate specks (pieces of at least `min_speck_fraction` of the largest) and edge
     steepness of one deposit, from the source pixels."""
-    box = _box_around(deposit, 2, labels.shape)
+    box = _box_around(deposit.bbox, 2, labels.shape)
     mask = (labels[box] == deposit.label).astype(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]

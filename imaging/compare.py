@@ -89,7 +89,8 @@ class FilmDeposits:
         Deposit labels in the film's source grid (label = ``deposit_id``).
     rows : tuple of dict
         Its ``deposits.csv`` rows (``deposit_id``, ``area_px``, ``region``,
-        ``relative_density``...).
+        ``relative_density``, ``density_score_px``...); a deposit found again in part
+        (`imaging.paired`) also carries its ``integrated_density_px``.
     pixel_area_mm2 : float or None
         None for an uncalibrated film.
     """
@@ -163,6 +164,16 @@ class RegionChange:
     """...the pixels of the baseline's unseen deposits..."""
     followup_unseen_px: int = 0
     """...and of the follow-up's."""
+    baseline_density_score: float | None = None
+    """The baseline's density-weighted score (`imaging.burden`: area x density band, pixel
+    by pixel) in `units`; None when a deposit's is unknown (a film without bone)..."""
+    followup_density_score: float | None = None
+    """...the follow-up's..."""
+    baseline_integrated_density: float | None = None
+    """...the baseline's integrated density (area x relative density), in `units` of
+    bone-equivalent..."""
+    followup_integrated_density: float | None = None
+    """...and the follow-up's. Deposits found again count with their own pixels' densities."""
 
     @property
     def n_matched(self) -> int:
@@ -311,6 +322,9 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
         b_area = _comparable_area(b_rows, baseline.pixel_area_mm2, calibrated, 1.0)
         f_area = _comparable_area(f_rows, followup.pixel_area_mm2, calibrated,
                                   followup_area_factor)
+        b_scores = _comparable_scores(b_rows, baseline.pixel_area_mm2, calibrated, 1.0)
+        f_scores = _comparable_scores(f_rows, followup.pixel_area_mm2, calibrated,
+                                      followup_area_factor)
         change = f_area - b_area
         pct = 100.0 * change / b_area if b_area > 0 else None
         sdd = config.repeatability.sdd(b_area, f_area, calibrated=calibrated)
@@ -328,8 +342,24 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
             counts[MatchStatus.SHRUNK], counts[MatchStatus.NEW], counts[MatchStatus.RESOLVED],
             _found_again_px(b_rows), _found_again_px(f_rows),
             len(b_unseen), len(f_unseen), sum(int(r["area_px"]) for r in b_unseen),
-            sum(int(r["area_px"]) for r in f_unseen)))
+            sum(int(r["area_px"]) for r in f_unseen), b_scores[0], f_scores[0], b_scores[1],
+            f_scores[1]))
     return tuple(changes)
+
+
+def compare_registered(baseline: FilmDeposits, followup: FilmDeposits, registration,
+                       config: CompareConfig | None = None
+                       ) -> tuple[tuple[DepositMatch, ...], tuple[RegionChange, ...]]:
+    """`match_deposits` and `compare_burden` of two films through their `registration`
+    (`imaging.register.Registration`, follow-up onto baseline)."""
+    config = config or CompareConfig()
+    factor = registration.pixel_area_ratio
+    warped = registration.warp_followup_labels(followup.labels, baseline.labels.shape)
+    matches = match_deposits(baseline, followup, warped,
+                             baseline_spacing_mm=min(registration.baseline_spacing_mm),
+                             followup_area_factor=factor, config=config.match)
+    return matches, compare_burden(baseline, followup, matches, followup_area_factor=factor,
+                                   config=config)
 
 
 def response_category(baseline_area: float, latest_area: float, latest_n_deposits: int,
@@ -394,13 +424,36 @@ def _comparable_area(rows, pixel_area_mm2, calibrated: bool, factor: float) -> f
     return px * pixel_area_mm2 if calibrated else px * factor
 
 
+def _comparable_scores(rows, pixel_area_mm2, calibrated: bool, factor: float
+                       ) -> tuple[float | None, float | None]:
+    """Density-weighted score and integrated density of the deposits, in mm² (calibrated
+    films) or in baseline pixels; None when a deposit's is unknown."""
+    scale = pixel_area_mm2 if calibrated else factor
+    scores = [None if r.get("density_score_px") is None else float(r["density_score_px"])
+              for r in rows]
+    integrated = [integrated_density_px(r) for r in rows]
+    return tuple(None if None in values else scale * float(sum(values))
+                 for values in (scores, integrated))
+
+
+def integrated_density_px(row: dict) -> float | None:
+    """A deposit's integrated density in pixels: its ``integrated_density_px`` when its row
+    has one (a deposit found again in part, `imaging.paired`), else its area times its mean
+    relative density; None when that is unknown."""
+    if row.get("integrated_density_px") is not None:
+        return float(row["integrated_density_px"])
+    if row.get("relative_density") is None:
+        return None
+    return float(row["relative_density"]) * int(row["area_px"])
+
+
 def _density(rows) -> float | None:
     """Area-weighted mean relative density of the deposits (None if unknown)."""
-    known = [r for r in rows if r.get("relative_density") is not None]
-    area = sum(int(r["area_px"]) for r in known)
-    if not known or area == 0 or len(known) != len(rows):
+    integrated = [integrated_density_px(r) for r in rows]
+    area = sum(int(r["area_px"]) for r in rows)
+    if area == 0 or None in integrated:
         return None
-    return float(sum(float(r["relative_density"]) * int(r["area_px"]) for r in known) / area)
+    return float(sum(integrated) / area)
 
 
 def _group_status(b_area: float, f_area: float, calibrated: bool, config: MatchConfig):

@@ -47,8 +47,8 @@ IMAGE_COLUMNS = (
 
 DEPOSIT_COLUMNS = (
     "image_id", "deposit_id", "region", "fingertip", "periarticular", "joint_distance_mm",
-    "morphology", "density_weight", "density_score_mm2", "centroid_row", "centroid_col",
-    "bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1", "area_px", "area_mm2",
+    "morphology", "density_weight", "density_score_px", "density_score_mm2", "centroid_row",
+    "centroid_col", "bbox_r0", "bbox_c0", "bbox_r1", "bbox_c1", "area_px", "area_mm2",
     "equivalent_diameter_px", "equivalent_diameter_mm", "major_axis_mm", "minor_axis_mm",
     "eccentricity", "solidity", "mean_contrast", "peak_contrast", "noise_sigma", "cnr",
     "rim_contrast", "rim_cnr", "relative_density", "peak_relative_density", "core_noise_ratio",
@@ -185,7 +185,7 @@ def deposit_rows(image_id: str, radiograph: Radiograph, findings: DepositFinding
             image_id=image_id, deposit_id=deposit.label, region=info.region,
             fingertip=info.fingertip, periarticular=info.periarticular,
             joint_distance_mm=info.joint_distance_mm, morphology=info.morphology,
-            density_weight=info.density_weight,
+            density_weight=info.density_weight, density_score_px=info.density_score_px,
             density_score_mm2=(info.density_score_px * radiograph.pixel_area_mm2
                                if radiograph.is_calibrated and info.density_score_px is not None
                                else None),

@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 
 from .anatomy import disk
-from .compare import FilmDeposits
+from .burden import scores_of_pixels
+from .compare import FilmDeposits, integrated_density_px
 from .config import AnalysisConfig
 from .deposits import (OUTLINE_REACH_MM, DepositSearch, detection_rules, measure_on_film,
                        select_deposits, speck_outline, to_bone_edge)
@@ -176,7 +177,15 @@ def find_again(radiograph: Radiograph, search: DepositSearch | None, own: FilmDe
                                                           detection, grid.source_spacing_mm),
                                 search.source_bone_edge_band, grid.source_spacing_mm)
     new = (outlines > 0) & (own_labels == 0)
-    return _with_found(own, sought, outlines, kept, new)
+    bone_level = search.anatomy.bone_level
+
+    def scores(pieces, number, bbox):
+        if not bone_level:
+            return None, None
+        return scores_of_pixels(radiograph.pixels, background, pieces, number, bbox, bone_level,
+                                grid.source_spacing_mm, config.burden)
+
+    return _with_found(own, sought, outlines, kept, new, scores)
 
 
 def _outlines_where(radiograph: Radiograph, background: np.ndarray, allowed: np.ndarray,
@@ -206,9 +215,10 @@ def _outlines_where(radiograph: Radiograph, background: np.ndarray, allowed: np.
 
 
 def _with_found(own: FilmDeposits, sought: FilmDeposits, outlines: np.ndarray, kept,
-                new: np.ndarray) -> FilmDeposits:
+                new: np.ndarray, scores) -> FilmDeposits:
     """`own` with the `new` pixels of the kept `outlines`: the pieces on the other film's
-    deposits, joined to the film's deposit they touch or numbered after them."""
+    deposits, joined to the film's deposit they touch or numbered after them; `scores`
+    gives a piece's density-weighted score and integrated density (pixels)."""
     own_labels = np.asarray(own.labels)
     sought_labels = np.asarray(sought.labels)
     labels = own_labels.astype(np.int32, copy=True)
@@ -227,9 +237,13 @@ def _with_found(own: FilmDeposits, sought: FilmDeposits, outlines: np.ndarray, k
             continue          # beyond both films' deposits: an outline's own spread
         beside = own_labels[box][cv2.dilate(piece.astype(np.uint8), touch) > 0]
         beside = beside[beside > 0]
+        score, integrated = scores(pieces, number, (found[0].start, found[1].start,
+                                                    found[0].stop, found[1].stop))
         if beside.size:
             deposit_id = int(np.bincount(beside).argmax())
             row = rows[deposit_id]
+            row["integrated_density_px"] = _plus(integrated_density_px(row), integrated)
+            row["density_score_px"] = _plus(row.get("density_score_px"), score)
             row["area_px"] = int(row["area_px"]) + int(piece.sum())
             row["found_again_px"] = int(row.get("found_again_px") or 0) + int(piece.sum())
         else:
@@ -240,6 +254,11 @@ def _with_found(own: FilmDeposits, sought: FilmDeposits, outlines: np.ndarray, k
                 "deposit_id": deposit_id, "area_px": int(piece.sum()),
                 "region": other.get("region"), "found_again": True,
                 "found_again_px": int(piece.sum()),
-                "relative_density": density.get(int(np.bincount(outline).argmax()))}
+                "relative_density": density.get(int(np.bincount(outline).argmax())),
+                "density_score_px": score, "integrated_density_px": integrated}
         labels[box][piece] = deposit_id
     return FilmDeposits(labels, tuple(rows.values()), own.pixel_area_mm2)
+
+
+def _plus(total: float | None, more: float | None) -> float | None:
+    return None if total is None or more is None else float(total) + more

@@ -46,8 +46,7 @@ from imaging import CalcitrackError, read_radiograph
 from imaging.compare import (
     ALL_REGIONS,
     FilmDeposits,
-    compare_burden,
-    match_deposits,
+    compare_registered,
     response_category,
 )
 from imaging.config import AnalysisConfig, load_config
@@ -73,16 +72,19 @@ CHANGE_COLUMNS = (
     "baseline_area_px", "followup_area_px", "baseline_area_mm2", "followup_area_mm2",
     "change_area", "change_pct", "category", "within_repeatability",
     "smallest_detectable_difference", "baseline_density", "followup_density",
-    "density_change", "n_matched", "n_persistent", "n_grown", "n_shrunk", "n_new",
-    "n_resolved", "response", "baseline_found_again_px", "followup_found_again_px",
+    "density_change", "baseline_density_score", "followup_density_score",
+    "density_score_change_pct", "baseline_integrated_density", "followup_integrated_density",
+    "integrated_density_change_pct", "n_matched", "n_persistent", "n_grown", "n_shrunk",
+    "n_new", "n_resolved", "response", "baseline_found_again_px", "followup_found_again_px",
     "baseline_n_unseen", "followup_n_unseen", "baseline_unseen_px", "followup_unseen_px",
     "registration_rotation_deg", "registration_scale",
     "registration_shift_row_mm", "registration_shift_col_mm", "registration_correlation",
     "registration_bone_dice", "calcitrack_version", "config_hash",
 )
-"""Columns of ``changes.csv``. ``change_area`` and ``smallest_detectable_difference`` are in
-``units`` (mm2, or px = baseline pixels for uncalibrated films); ``reference`` is baseline or
-previous. Areas and counts include the deposits found again (`imaging.paired`);
+"""Columns of ``changes.csv``. ``change_area``, ``smallest_detectable_difference`` and the
+density scores (density-weighted, integrated: `imaging.burden`) are in ``units`` (mm2, or px
+= baseline pixels for uncalibrated films); ``reference`` is baseline or previous. Areas,
+counts and scores include the deposits found again (`imaging.paired`);
 ``*_found_again_px`` say how many of each film's own pixels that added."""
 
 MATCH_COLUMNS = (
@@ -217,13 +219,7 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     f_search = f_film.search(config) if b_dep.labels.any() else None
     b_dep, f_dep = compared_deposits(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
                                      registration, config)
-    warped = registration.warp_followup_labels(f_dep.labels, b_rad.shape)
-    factor = registration.pixel_area_ratio
-    matches = match_deposits(b_dep, f_dep, warped,
-                             baseline_spacing_mm=min(registration.baseline_spacing_mm),
-                             followup_area_factor=factor, config=config.compare.match)
-    changes = compare_burden(b_dep, f_dep, matches, followup_area_factor=factor,
-                             config=config.compare)
+    matches, changes = compare_registered(b_dep, f_dep, registration, config.compare)
     reg = {"registration_rotation_deg": registration.rotation_deg,
            "registration_scale": registration.scale,
            "registration_shift_row_mm": registration.shift_mm[0],
@@ -257,7 +253,17 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "smallest_detectable_difference": change.smallest_detectable_difference,
                      "baseline_density": change.baseline_density,
                      "followup_density": change.followup_density,
-                     "density_change": density_change, "n_matched": change.n_matched,
+                     "density_change": density_change,
+                     "baseline_density_score": change.baseline_density_score,
+                     "followup_density_score": change.followup_density_score,
+                     "density_score_change_pct": _change_pct(change.baseline_density_score,
+                                                             change.followup_density_score),
+                     "baseline_integrated_density": change.baseline_integrated_density,
+                     "followup_integrated_density": change.followup_integrated_density,
+                     "integrated_density_change_pct": _change_pct(
+                         change.baseline_integrated_density,
+                         change.followup_integrated_density),
+                     "n_matched": change.n_matched,
                      "n_persistent": change.n_persistent, "n_grown": change.n_grown,
                      "n_shrunk": change.n_shrunk, "n_new": change.n_new,
                      "n_resolved": change.n_resolved, "response": response,
@@ -437,6 +443,12 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
     if cache is not None:
         cache[film.image_id] = reread
     return reread
+
+
+def _change_pct(baseline: float | None, followup: float | None) -> float | None:
+    if baseline is None or followup is None or baseline <= 0:
+        return None
+    return 100.0 * (followup - baseline) / baseline
 
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:

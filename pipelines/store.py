@@ -271,10 +271,20 @@ _MIGRATION_11 = (
     "ALTER TABLE comparisons ADD COLUMN followup_unseen_px INTEGER",
 )
 
+_MIGRATION_12 = (
+    # Comparisons carry both films' density scores (imaging.burden), with the pixels found
+    # again; deposits their share of the density-weighted score in pixels too.
+    "ALTER TABLE deposits ADD COLUMN density_score_px REAL",
+    "ALTER TABLE comparisons ADD COLUMN baseline_density_score REAL",
+    "ALTER TABLE comparisons ADD COLUMN followup_density_score REAL",
+    "ALTER TABLE comparisons ADD COLUMN baseline_integrated_density REAL",
+    "ALTER TABLE comparisons ADD COLUMN followup_integrated_density REAL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3,
                                            _MIGRATION_4, _MIGRATION_5, _MIGRATION_6,
                                            _MIGRATION_7, _MIGRATION_8, _MIGRATION_9,
-                                           _MIGRATION_10, _MIGRATION_11)
+                                           _MIGRATION_10, _MIGRATION_11, _MIGRATION_12)
 """Schema migrations in order: migration N (1-based) brings ``user_version`` N-1 to N.
 
 Never edit a released migration; append a new one.
@@ -334,7 +344,8 @@ COMPARISON_COLUMNS = (
     "status", "reason", "baseline_area_px", "followup_area_px", "baseline_area_mm2",
     "followup_area_mm2", "change_pct", "category", "n_matched", "n_new", "n_resolved",
     "baseline_found_again_px", "followup_found_again_px", "baseline_n_unseen",
-    "followup_n_unseen", "baseline_unseen_px", "followup_unseen_px",
+    "followup_n_unseen", "baseline_unseen_px", "followup_unseen_px", "baseline_density_score",
+    "followup_density_score", "baseline_integrated_density", "followup_integrated_density",
 )
 """Columns of a ``comparisons`` row besides its keys (a region row of ``changes.csv``)."""
 _RECORD_COMPARISON_SQL = f"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,36 @@ def test_region_and_whole_film_change():
     assert changes["all"].baseline_area_mm2 == pytest.approx(8.0)
     assert changes["all"].units == "mm2"
     assert changes["all"].baseline_density == pytest.approx(0.5)
+
+
+def test_density_scores_of_both_films():
+    """The density-weighted score sums the deposits' ``density_score_px``; the integrated
+    density their area times mean density, or their ``integrated_density_px`` where a
+    deposit was found again in part; both in mm² (calibrated) or baseline pixels."""
+    baseline = _film({1: (10, 10, 20), 2: (100, 100, 10)}, regions={1: "digit2", 2: "palm"})
+    followup = _film({1: (10, 10, 20), 2: (100, 100, 10)}, regions={1: "digit2", 2: "palm"})
+    baseline = dataclasses.replace(baseline, rows=tuple(
+        {**r, "density_score_px": 2.0 * r["area_px"]} for r in baseline.rows))
+    followup = dataclasses.replace(followup, rows=tuple(
+        {**r, "density_score_px": 3.0 * r["area_px"],
+         "integrated_density_px": 0.75 * r["area_px"] if r["deposit_id"] == 1 else None}
+        for r in followup.rows))
+    matches = match_deposits(baseline, followup, followup.labels, baseline_spacing_mm=0.1)
+    changes = {c.region: c for c in compare_burden(baseline, followup, matches)}
+    assert changes["all"].baseline_density_score == pytest.approx(2.0 * 500 * 0.01)
+    assert changes["all"].followup_density_score == pytest.approx(3.0 * 500 * 0.01)
+    assert changes["all"].baseline_integrated_density == pytest.approx(0.5 * 500 * 0.01)
+    assert changes["digit2"].followup_integrated_density == pytest.approx(0.75 * 400 * 0.01)
+    assert changes["palm"].followup_integrated_density == pytest.approx(0.5 * 100 * 0.01)
+    assert changes["all"].followup_density == pytest.approx((0.75 * 400 + 0.5 * 100) / 500)
+    uncalibrated = compare_burden(dataclasses.replace(baseline, pixel_area_mm2=None),
+                                  dataclasses.replace(followup, pixel_area_mm2=None), matches,
+                                  followup_area_factor=1.5)[0]
+    assert uncalibrated.followup_density_score == pytest.approx(3.0 * 500 * 1.5)
+    unknown = dataclasses.replace(baseline, rows=baseline.rows[:1] + (
+        {**baseline.rows[1], "density_score_px": None, "relative_density": None},))
+    change = compare_burden(unknown, followup, matches)[0]
+    assert change.baseline_density_score is None and change.baseline_integrated_density is None
 
 
 def test_none_region_counts_in_the_whole_film_only():

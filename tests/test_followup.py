@@ -84,12 +84,31 @@ def test_track_two_films(tracked):
                                                         for m in unseen)
         assert sum(int(r[f"{side}_n_unseen"]) for r in regions) == len(unseen)
     assert int(whole[0]["n_grown"]) + int(whole[0]["n_new"]) >= 1
+    # The density scores: each film's own (images.csv) plus what was found again on it, less
+    # what it cannot show; region rows add up to the whole film (CSV values are rounded).
+    films = {r["image_id"]: r for r in _rows(out / "images.csv")}
+    for side in ("baseline", "followup"):
+        film = films[whole[0][f"{side}_image_id"]]
+        for score in ("density_score", "integrated_density"):
+            compared_score = float(whole[0][f"{side}_{score}"])
+            assert sum(float(r[f"{side}_{score}"]) for r in regions) == pytest.approx(
+                compared_score, abs=1e-3)
+            if not int(whole[0][f"{side}_n_unseen"]):
+                assert compared_score >= float(film[f"{score}_mm2"]) - 1e-3
+                if not int(whole[0][f"{side}_found_again_px"]):
+                    assert compared_score == pytest.approx(float(film[f"{score}_mm2"]),
+                                                           abs=1e-3)
+    assert float(whole[0]["density_score_change_pct"]) == pytest.approx(
+        100 * (float(whole[0]["followup_density_score"])
+               / float(whole[0]["baseline_density_score"]) - 1), rel=1e-4)
     assert list((out / "plots").glob("*.png"))
     with sqlite3.connect(out / "calcitrack.sqlite") as db:
         stored = db.execute("SELECT region, category, baseline_area_mm2, "
-                            "followup_found_again_px FROM comparisons ORDER BY region").fetchall()
+                            "followup_found_again_px, followup_density_score FROM comparisons "
+                            "ORDER BY region").fetchall()
     assert ("all", category, pytest.approx(float(whole[0]["baseline_area_mm2"])),
-            int(whole[0]["followup_found_again_px"])) in stored
+            int(whole[0]["followup_found_again_px"]),
+            pytest.approx(float(whole[0]["followup_density_score"]))) in stored
     assert len(stored) == len(changes)
 
 

@@ -56,6 +56,11 @@ def test_a_deposit_missed_on_a_reacquired_film_is_found_again(reacquired_hand):
     # What is found again lies on the film's true deposits.
     again = np.isin(followup.labels, [r["deposit_id"] for r in found])
     assert (films[1].truth_labels[again] > 0).mean() > 0.8
+    # It carries its own pixels' density scores (band weights 1-4 per pixel; the mean density).
+    for row in found:
+        assert row["area_px"] <= row["density_score_px"] <= 4 * row["area_px"]
+        assert row["integrated_density_px"] == pytest.approx(
+            row["relative_density"] * row["area_px"], rel=0.2)
 
 
 def test_own_deposits_are_kept_whole_and_found_ones_numbered_after_them(reacquired_hand):

@@ -39,6 +39,7 @@ CHANGE_TABLE = (("baseline_image_id", "baseline"), ("followup_image_id", "follow
                 ("followup_study_date", "follow-up date"), ("status", "status"),
                 ("baseline_area_mm2", "baseline mm²"), ("followup_area_mm2", "follow-up mm²"),
                 ("change_pct", "change %"), ("category", "category"),
+                ("density_score_change_pct", "density score change %"),
                 ("within_repeatability", "within repeatability"), ("n_new", "new"),
                 ("n_resolved", "resolved"), ("unseen", "unseen"), ("response", "response"),
                 ("registration_correlation", "registration correlation"), ("reason", "reason"))
@@ -61,6 +62,7 @@ DECIMALS = {"total_area_mm2": 1, "area_mm2": 1, "largest_area_mm2": 1, "density_
             "integrated_density_mm2": 1, "mean_relative_density": 2, "relative_density": 2,
             "cnr": 1, "centroid_row": 0, "centroid_col": 0, "fraction": 4,
             "baseline_area_mm2": 1, "followup_area_mm2": 1, "change_pct": 1,
+            "density_score_change_pct": 1,
             "registration_correlation": 3}
 
 _STYLE = """

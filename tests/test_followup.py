@@ -125,6 +125,8 @@ def test_the_track_report_shows_the_comparison_and_the_plot(tracked, browser):
     headings = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#changes th")]
     unseen = int(change["baseline_n_unseen"]) + int(change["followup_n_unseen"])
     assert cells[headings.index("unseen")] == str(unseen)
+    assert cells[headings.index("density score change %")] == (
+        f"{float(change['density_score_change_pct']):.1f}")
     (plot,) = browser.find_elements(By.CSS_SELECTOR, "img.plot")
     assert browser.execute_script("return arguments[0].naturalWidth", plot) > 0
     assert len(browser.find_elements(By.CSS_SELECTOR, "section")) == 2  # both films

@@ -11,9 +11,10 @@ needing a candidate, and the outlines that pass the detector's own selection
 at a known place, `CompareConfig.found_again_min_rim_cnr`, not that of a search over the
 film) are *found again* where they lie beyond the film's own deposits and on the other
 film's: a piece touching one of the film's own deposits extends it, any other piece is a
-deposit of its own (``found_again`` in its row). A film's own
-deposits are never dropped or redrawn, and where a deposit truly resolved the film shows
-nothing that passes the selection, so nothing is found again.
+deposit of its own (``found_again`` in its row); each piece brings its own pixels' density
+scores (`imaging.burden.scores_of_pixels`). A film's own deposits are never dropped or
+redrawn, and where a deposit truly resolved the film shows nothing that passes the
+selection, so nothing is found again.
 
 What one film cannot show is not compared (`leave_out_unseen`): a deposit that lies, on the
 other film, mostly in or right beside that film's bone mask or beyond its field would read as
@@ -28,6 +29,7 @@ within ±10 % of their total area, against 7 of 11 by the films' own totals (14 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -215,7 +217,7 @@ def _outlines_where(radiograph: Radiograph, background: np.ndarray, allowed: np.
 
 
 def _with_found(own: FilmDeposits, sought: FilmDeposits, outlines: np.ndarray, kept,
-                new: np.ndarray, scores) -> FilmDeposits:
+                new: np.ndarray, scores: Callable) -> FilmDeposits:
     """`own` with the `new` pixels of the kept `outlines`: the pieces on the other film's
     deposits, joined to the film's deposit they touch or numbered after them; `scores`
     gives a piece's density-weighted score and integrated density (pixels)."""

@@ -107,10 +107,10 @@ class DepositSearch:
         """The anatomy's body mask on the source grid (made once)."""
         return self.grid.mask_to_source(self.anatomy.body)
 
-    @property
+    @cached_property
     def source_bone_edge_band(self) -> np.ndarray:
         """The soft tissue beside bone that is not searched, on the source grid
-        (`to_bone_edge`)."""
+        (`to_bone_edge`; made once)."""
         return self.source_soft_tissue & ~self.source_region
 
 
@@ -491,17 +491,20 @@ def contrast_to_noise(grid: AnalysisGrid, anatomy: Anatomy, config: AnalysisConf
     (here and in the later stages) is `search_region(grid, anatomy)` when already computed.
     """
     weights = search_region(grid, anatomy) if region is None else region
-    depth_mm = cv2.distanceTransform(anatomy.body.astype(np.uint8), cv2.DIST_L2, 5) * grid.spacing_mm
+    depth_mm = (cv2.distanceTransform(anatomy.body.astype(np.uint8), cv2.DIST_L2, 5)
+                * grid.spacing_mm)
     rows, cols = weights.shape
     size = (max(1, cols // 2), max(1, rows // 2))
-    coarse = dataclasses.replace(grid, values=cv2.resize(grid.values, size, interpolation=cv2.INTER_AREA),
-                                 spacing_mm=grid.spacing_mm * cols / size[0])
+    coarse = dataclasses.replace(
+        grid, values=cv2.resize(grid.values, size, interpolation=cv2.INTER_AREA),
+        spacing_mm=grid.spacing_mm * cols / size[0])
     coarse_weights = cv2.resize(weights.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     _, first = _background_and_significance(
         coarse, coarse_weights, cv2.resize(depth_mm, size, interpolation=cv2.INTER_LINEAR),
         np.zeros_like(coarse_weights), config, profile_tiles=COARSE_PROFILE_TILES)
     leave_out = _candidates_to_leave_out(first, coarse_weights, coarse, config)
-    leave_out = cv2.resize(leave_out.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST) > 0
+    leave_out = cv2.resize(leave_out.astype(np.uint8), (cols, rows),
+                           interpolation=cv2.INTER_NEAREST) > 0
     return _background_and_significance(grid, weights, depth_mm, leave_out, config)
 
 
@@ -531,7 +534,8 @@ def _candidates_to_leave_out(significance: np.ndarray, weights: np.ndarray, grid
 
 
 def _drop_large(mask: np.ndarray, max_area_px: float) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
+                                                               connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] <= max_area_px
     keep[0] = False
     return keep[labels]

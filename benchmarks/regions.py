@@ -159,17 +159,16 @@ def main(argv=None) -> int:
                     if not other_findings.anatomy.body.any():
                         continue
                     other_truth = truth_findings(other, other_findings)
-                    for mask, found, base in (("a", other_truth, base_a),
-                                              ("b", other_findings, base_b)):
-                        scores = film_scores(analyse(other, found, config)[2])
+                    _, other_infos, other_rows = analyse(other, other_findings, config)
+                    changes = [("a", base_a, film_scores(analyse(other, other_truth, config)[2])),
+                               ("b", base_b, film_scores(other_rows))]
+                    if pair == "+-20%":
+                        changes.append(("c", *compared_scores(film, findings, infos_b, other,
+                                                              other_findings, other_infos,
+                                                              config)))
+                    for mask, base, scores in changes:
                         dose_change[pair]["dS", mask].append(rel(scores[0], base[0]))
                         dose_change[pair]["dI", mask].append(rel(scores[1], base[1]))
-                    if pair == "+-20%":
-                        other_infos = analyse(other, other_findings, config)[1]
-                        base_c, scores = compared_scores(film, findings, infos_b, other,
-                                                         other_findings, other_infos, config)
-                        dose_change[pair]["dS", "c"].append(rel(scores[0], base_c[0]))
-                        dose_change[pair]["dI", "c"].append(rel(scores[1], base_c[1]))
         overall.update(c)
         print(f"{anatomy:10} {c['a_ok']:>4}/{c['a_total']:<5} {c['b_ok']:>4}/{c['b_total']:<5} "
               f"{np.mean(np.array(region_err_a) <= 0.1):>13.0%} "

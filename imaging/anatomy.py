@@ -192,7 +192,8 @@ def find_anatomy(grid: AnalysisGrid, config: AnatomyConfig,
     if bright.any():
         # Objects as opaque as the collimator blades are lead (letters, markers) or metal.
         opaque = values >= float(np.percentile(coarse[bright], 5))
-        opaque = cv2.dilate(opaque.astype(np.uint8), disk(2 * grid.mm_to_px(config.border_margin_mm) + 1))
+        opaque = cv2.dilate(opaque.astype(np.uint8),
+                            disk(2 * grid.mm_to_px(config.border_margin_mm) + 1))
         excluded |= cv2.resize(opaque, (coarse.shape[1], coarse.shape[0]),
                                interpolation=cv2.INTER_AREA) > 0
 
@@ -710,7 +711,8 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     """
     from skimage.segmentation import watershed
 
-    small = _excess_over_soft_tissue(values, body, scale_mm * config.bone_marker_fraction / spacing_mm)
+    small = _excess_over_soft_tissue(values, body,
+                                     scale_mm * config.bone_marker_fraction / spacing_mm)
     threshold = config.bone_contrast_fraction * bone_level
     # A finger narrower than the large opening stands above its floor, soft tissue and all.
     # Tissue under the skin that is low on the small scale and clear of anything bright on
@@ -739,7 +741,8 @@ def _bone_by_watershed(values, body, excess, bone_level, config: AnatomyConfig, 
     markers[sure_soft] = 1
     markers[sure_bone] = 2
     smooth = cv2.GaussianBlur(values, (0, 0), max(0.6 / spacing_mm, 0.5))
-    gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    gradient = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0),
+                             cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
     return (watershed(gradient, markers) == 2) & body
 
 

@@ -106,7 +106,8 @@ def read_dicom(
         raise
     except RecursionError:
         raise UnreadableInput(path, "DICOM structure nested too deeply to parse",
-                              "the file is corrupt or hostile; re-export it from the source") from None
+                              "the file is corrupt or hostile; re-export it from the "
+                              "source") from None
     except MemoryError:
         raise UnreadableInput(path, "not enough memory to read the file",
                               "the header probably declares absurd sizes; re-export it") from None

@@ -152,7 +152,8 @@ def deposit_segmentation(source: Dataset, labels: np.ndarray, *, infos=None,
         software_versions=__version__, device_serial_number="0",
         series_description="calcitrack deposits", omit_empty_frames=False)
     shared = seg.SharedFunctionalGroupsSequence[0]
-    if "PixelMeasuresSequence" in shared and "SliceThickness" not in shared.PixelMeasuresSequence[0]:
+    if ("PixelMeasuresSequence" in shared
+            and "SliceThickness" not in shared.PixelMeasuresSequence[0]):
         # A projection film has a spacing but no slice thickness; highdicom copies the spacing
         # into an incomplete Pixel Measures item that its own reader then rejects. Without a
         # frame of reference the item is optional: drop it (spacing stays on the source film).
@@ -212,10 +213,12 @@ def measurement_report(source: Dataset, rows: list[dict], *, segmentation: Datas
                                           unit=COUNT),
                         hd.sr.Measurement(name=codes.SCT.Area, value=float(row[f"area_{suffix}"]),
                                           unit=area_unit)]
-        for code, key in ((DENSITY_SCORE, "density_score"), (INTEGRATED_DENSITY, "integrated_density")):
+        for code, key in ((DENSITY_SCORE, "density_score"),
+                          (INTEGRATED_DENSITY, "integrated_density")):
             value = row.get(f"{key}_{suffix}")
             if value is not None:
-                measurements.append(hd.sr.Measurement(name=code, value=float(value), unit=area_unit))
+                measurements.append(hd.sr.Measurement(name=code, value=float(value),
+                                                      unit=area_unit))
         label = f"region {row['region']}" + ("" if calibrated else " (areas in pixels)")
         tracking = hd.sr.TrackingIdentifier(uid=derived_uid(source, "group", index, *identity),
                                             identifier=label[:64])

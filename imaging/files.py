@@ -29,7 +29,8 @@ def atomic_output(path: str | os.PathLike):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
+    handle, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1],
+                                   dir=folder)
     os.close(handle)
     try:
         yield tmp

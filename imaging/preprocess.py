@@ -298,7 +298,8 @@ def skin_depth_background(values: np.ndarray, weights: np.ndarray, depth_mm: np.
             for tr, weight_r in zip((r0, r1), weights_r):
                 for tc, weight_c in zip((c0, c1), weights_c):
                     lookup = table[tr[rows_block.start], tc[cols_block.start]]
-                    total += weight_r[rows_block] * weight_c[:, cols_block] * _look_up(lookup, depth)
+                    total += (weight_r[rows_block] * weight_c[:, cols_block]
+                              * _look_up(lookup, depth))
             result[block] = total
     return result
 

@@ -13,7 +13,8 @@ KEY_ENVIRONMENT_VARIABLE = "CALCITRACK_PSEUDONYM_KEY"
 DEFAULT_KEY = "calcitrack-default-pseudonym-key"
 
 
-def patient_key(patient_id: str | None, issuer: str | None = None, key: str | None = None) -> str | None:
+def patient_key(patient_id: str | None, issuer: str | None = None,
+                key: str | None = None) -> str | None:
     """Return a 16-hex-digit pseudonym for a patient, or None without a Patient ID.
 
     Parameters

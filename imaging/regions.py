@@ -105,8 +105,10 @@ class RegionMap:
     def _to_grid(self, rows, cols):
         scale_r = self.labels.shape[0] / self.source_shape[0]
         scale_c = self.labels.shape[1] / self.source_shape[1]
-        r = np.clip(((np.asarray(rows, float) + 0.5) * scale_r).astype(int), 0, self.labels.shape[0] - 1)
-        c = np.clip(((np.asarray(cols, float) + 0.5) * scale_c).astype(int), 0, self.labels.shape[1] - 1)
+        r = np.clip(((np.asarray(rows, float) + 0.5) * scale_r).astype(int), 0,
+                    self.labels.shape[0] - 1)
+        c = np.clip(((np.asarray(cols, float) + 0.5) * scale_c).astype(int), 0,
+                    self.labels.shape[1] - 1)
         return r, c
 
     def at_source(self, rows, cols) -> np.ndarray:
@@ -212,7 +214,8 @@ def _hand_regions(grid, anatomy, config: RegionConfig):
     opened = cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5) <= radius
     protrusions = body & ~(cv2.dilate(opened.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
     count, comp = cv2.connectedComponents(protrusions.astype(np.uint8), connectivity=8)
-    palm_centre = np.array(np.unravel_index(np.argmax(np.where(core, depth, 0)), depth.shape), float)
+    palm_centre = np.array(np.unravel_index(np.argmax(np.where(core, depth, 0)), depth.shape),
+                           float)
     digits = []
     for k in range(1, count):
         rr, cc = np.nonzero(comp == k)
@@ -229,7 +232,8 @@ def _hand_regions(grid, anatomy, config: RegionConfig):
         if length * mm < config.finger_min_length_mm:
             continue
         # A protrusion that touches the film's edge is the forearm running off the film.
-        if rr.min() == 0 or cc.min() == 0 or rr.max() == body.shape[0] - 1 or cc.max() == body.shape[1] - 1:
+        if (rr.min() == 0 or cc.min() == 0 or rr.max() == body.shape[0] - 1
+                or cc.max() == body.shape[1] - 1):
             continue
         tip = centre + along.max() * axis
         base = centre + along.min() * axis
@@ -277,7 +281,8 @@ def _hand_regions(grid, anatomy, config: RegionConfig):
         span = float(np.linalg.norm(digit.tip - digit.mcp))
         t = np.clip(along, 0, span)
         dist = np.hypot(yy - (digit.mcp[0] + t * u[0]), xx - (digit.mcp[1] + t * u[1]))
-        inside = (along >= 0) & (dist <= digit.half_width + config.digit_margin_mm / mm) & (dist < best)
+        inside = ((along >= 0) & (dist <= digit.half_width + config.digit_margin_mm / mm)
+                  & (dist < best))
         labels[inside] = number
         best[inside] = dist[inside]
         distal = digit.gaps[0] if digit.gaps else 0.25 * span
@@ -287,7 +292,8 @@ def _hand_regions(grid, anatomy, config: RegionConfig):
         for gap in digit.gaps[: (2 if number == 1 else 3)]:
             centre = digit.tip - gap * digit.direction
             normal = np.array([-u[1], u[0]])
-            segments.append((centre - digit.half_width * normal, centre + digit.half_width * normal))
+            segments.append((centre - digit.half_width * normal,
+                             centre + digit.half_width * normal))
     labels[~anatomy.body] = 0
     fingertip &= anatomy.body
     segments = [(a * scale, b * scale) for a, b in segments]
@@ -410,7 +416,8 @@ def _distal_at_low_end(body, along, lo, hi, axis, distal_end: str) -> bool:
     if distal_end != "auto":
         vertical = abs(axis[0]) >= abs(axis[1])
         sign = axis[0] if vertical else axis[1]
-        low_is = ("top" if sign > 0 else "bottom") if vertical else ("left" if sign > 0 else "right")
+        low_is = (("top" if sign > 0 else "bottom") if vertical
+                  else ("left" if sign > 0 else "right"))
         return distal_end == low_is
     span = hi - lo
     low_band = body & (along < lo + 0.2 * span)
@@ -547,7 +554,8 @@ def read_user_regions(path: str | os.PathLike, *, units: str | None = None) -> U
         with open(source, encoding="utf-8") as handle:
             document = json.load(handle)
     except OSError as error:
-        raise RegionError(source, f"cannot read the region file ({error.strerror})", "check the path") from None
+        raise RegionError(source, f"cannot read the region file ({error.strerror})",
+                          "check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RegionError(source, f"not valid JSON ({error})", _GEOJSON_HELP) from None
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
@@ -568,12 +576,15 @@ def read_user_regions(path: str | os.PathLike, *, units: str | None = None) -> U
             raise RegionError(source, f"{where} is not a GeoJSON Feature", _GEOJSON_HELP)
         name = (feature.get("properties") or {}).get("name")
         if not isinstance(name, str) or not name.strip():
-            raise RegionError(source, f"{where} has no name; set properties.name to the region's name", _GEOJSON_HELP)
+            raise RegionError(source, f"{where} has no name; set properties.name to the region's "
+                              "name", _GEOJSON_HELP)
         name = name.strip()
         if name in (WHOLE_FILM, UNASSIGNED):
-            raise RegionError(source, f"{where}: the name {name!r} is reserved; choose another", _GEOJSON_HELP)
+            raise RegionError(source, f"{where}: the name {name!r} is reserved; choose another",
+                              _GEOJSON_HELP)
         if name in names:
-            raise RegionError(source, f"{where}: region name {name!r} is used twice; names must be unique", _GEOJSON_HELP)
+            raise RegionError(source, f"{where}: region name {name!r} is used twice; names must "
+                              "be unique", _GEOJSON_HELP)
         geometry = feature.get("geometry") or {}
         kind = geometry.get("type")
         coordinates = geometry.get("coordinates")
@@ -590,17 +601,21 @@ def read_user_regions(path: str | os.PathLike, *, units: str | None = None) -> U
         for group in groups:
             rings = []
             if not isinstance(group, list) or not group:
-                raise RegionError(source, f"{where} ({name!r}): a polygon needs at least one ring", _GEOJSON_HELP)
+                raise RegionError(source, f"{where} ({name!r}): a polygon needs at least one ring",
+                                  _GEOJSON_HELP)
             for ring in group:
                 try:
                     array = np.asarray(ring, dtype=float)
                 except (TypeError, ValueError):
-                    raise RegionError(source, f"{where} ({name!r}): coordinates must be [x, y] numbers", _GEOJSON_HELP) from None
+                    raise RegionError(source, f"{where} ({name!r}): coordinates must be [x, y] "
+                                      "numbers", _GEOJSON_HELP) from None
                 if array.ndim != 2 or array.shape[1] != 2 or not np.isfinite(array).all():
-                    raise RegionError(source, f"{where} ({name!r}): coordinates must be [x, y] numbers", _GEOJSON_HELP)
+                    raise RegionError(source, f"{where} ({name!r}): coordinates must be [x, y] "
+                                      "numbers", _GEOJSON_HELP)
                 if len(array) < 4 or not np.array_equal(array[0], array[-1]):
-                    raise RegionError(source, f"{where} ({name!r}): each ring needs at least 4 positions "
-                                      "and must be closed (repeat the first position last)", _GEOJSON_HELP)
+                    raise RegionError(source, f"{where} ({name!r}): each ring needs at least 4 "
+                                      "positions and must be closed (repeat the first "
+                                      "position last)", _GEOJSON_HELP)
                 rings.append(array[:-1])
             parsed.append(tuple(rings))
         names.append(name)

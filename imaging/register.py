@@ -409,8 +409,9 @@ def _method(fixed: _Prepared, moving: _Prepared, config: RegistrationConfig,
     method.SetMetricSamplingPercentage(config.sampling_fraction, 20240115)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=config.learning_rate, minStep=config.min_step, numberOfIterations=config.iterations,
-        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
+        learningRate=config.learning_rate, minStep=config.min_step,
+        numberOfIterations=config.iterations, relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-8)
     method.SetOptimizerScalesFromPhysicalShift()
     factors, sigmas = levels
     method.SetShrinkFactorsPerLevel(list(factors))

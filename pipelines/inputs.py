@@ -58,7 +58,8 @@ def iter_input_files(paths) -> list[Path]:
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(Path(root) / name for name in sorted(files) if not name.startswith("."))
+                found.extend(Path(root) / name for name in sorted(files)
+                             if not name.startswith("."))
         else:
             found.append(path)
     return found

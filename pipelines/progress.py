@@ -100,7 +100,8 @@ class BatchProgress:
 
     def status_line(self) -> str:
         """One line: done / total, outcomes, rate and time left."""
-        return f"calcitrack: {self.done}/{self.total} files ({self._counts_text()}) {self._speed_text()}"
+        return (f"calcitrack: {self.done}/{self.total} files ({self._counts_text()}) "
+                f"{self._speed_text()}")
 
     def _counts_text(self) -> str:
         text = (f"ok {self.counts[Status.OK]}, failed {self.counts[Status.ERROR]}, "

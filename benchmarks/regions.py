@@ -38,6 +38,7 @@ from imaging.compare import FilmDeposits, compare_registered  # noqa: E402
 from imaging.config import AnalysisConfig  # noqa: E402
 from imaging.deposits import DepositFindings, find_deposits, measure_on_film  # noqa: E402
 from imaging.evaluation import match_deposits  # noqa: E402
+from imaging.export import Provenance, deposit_rows  # noqa: E402
 from imaging.phantom import PhantomSpec, make_film, reexpose  # noqa: E402
 from imaging.config import RegionConfig  # noqa: E402
 from imaging.paired import compared_deposits  # noqa: E402
@@ -72,12 +73,11 @@ def film_scores(rows):
 def compared_scores(film, findings, infos, other, other_findings, other_infos, config):
     """Both films' density-weighted score and integrated density (mm²) as ``calcitrack
     track`` compares them: registered, deposits found again in the pair."""
+    provenance = Provenance.of(config)
+
     def deposits(f, found, infos_):
-        rows = tuple({"deposit_id": d.label, "area_px": d.area_px, "region": None,
-                      "relative_density": d.relative_density,
-                      "density_score_px": i.density_score_px}
-                     for d, i in zip(found.deposits, infos_, strict=True))
-        return FilmDeposits(found.labels, rows, f.pixel_area_mm2)
+        rows = deposit_rows("film", f.radiograph, found, provenance, infos_)
+        return FilmDeposits(found.labels, tuple(rows), f.pixel_area_mm2)
 
     own, others = deposits(film, findings, infos), deposits(other, other_findings, other_infos)
     registration = register_films(film.radiograph, other.radiograph, config,

@@ -179,6 +179,15 @@ class RegionChange:
     def n_matched(self) -> int:
         return self.n_persistent + self.n_grown + self.n_shrunk
 
+    @property
+    def density_score_change_pct(self) -> float | None:
+        return _percent_change(self.baseline_density_score, self.followup_density_score)
+
+    @property
+    def integrated_density_change_pct(self) -> float | None:
+        return _percent_change(self.baseline_integrated_density,
+                               self.followup_integrated_density)
+
 
 def match_deposits(baseline: FilmDeposits, followup: FilmDeposits,
                    warped_followup_labels: np.ndarray, *, baseline_spacing_mm: float,
@@ -326,7 +335,7 @@ def compare_burden(baseline: FilmDeposits, followup: FilmDeposits,
         f_scores = _comparable_scores(f_rows, followup.pixel_area_mm2, calibrated,
                                       followup_area_factor)
         change = f_area - b_area
-        pct = 100.0 * change / b_area if b_area > 0 else None
+        pct = _percent_change(b_area, f_area)
         sdd = config.repeatability.sdd(b_area, f_area, calibrated=calibrated)
         counts = {status: 0 for status in MatchStatus}
         for group in {m.group: m for m in matches
@@ -418,22 +427,35 @@ def _mm2(row: dict | None, pixel_area_mm2: float | None) -> float | None:
     return int(row["area_px"]) * pixel_area_mm2
 
 
+def _in_units(pixels, pixel_area_mm2, calibrated: bool, factor: float) -> float | None:
+    """A sum of per-deposit pixel values in mm² (calibrated films) or in baseline pixels;
+    None when one of them is unknown."""
+    if None in pixels:
+        return None
+    return float(sum(pixels)) * (pixel_area_mm2 if calibrated else factor)
+
+
 def _comparable_area(rows, pixel_area_mm2, calibrated: bool, factor: float) -> float:
     """Total area in mm² (calibrated films) or in baseline pixels."""
-    px = sum(int(r["area_px"]) for r in rows)
-    return px * pixel_area_mm2 if calibrated else px * factor
+    return _in_units([int(r["area_px"]) for r in rows], pixel_area_mm2, calibrated, factor)
 
 
 def _comparable_scores(rows, pixel_area_mm2, calibrated: bool, factor: float
                        ) -> tuple[float | None, float | None]:
     """Density-weighted score and integrated density of the deposits, in mm² (calibrated
     films) or in baseline pixels; None when a deposit's is unknown."""
-    scale = pixel_area_mm2 if calibrated else factor
     scores = [None if r.get("density_score_px") is None else float(r["density_score_px"])
               for r in rows]
     integrated = [integrated_density_px(r) for r in rows]
-    return tuple(None if None in values else scale * float(sum(values))
-                 for values in (scores, integrated))
+    return (_in_units(scores, pixel_area_mm2, calibrated, factor),
+            _in_units(integrated, pixel_area_mm2, calibrated, factor))
+
+
+def _percent_change(baseline: float | None, followup: float | None) -> float | None:
+    """Change from `baseline` to `followup` in % (None without a positive baseline)."""
+    if baseline is None or followup is None or baseline <= 0:
+        return None
+    return 100.0 * (followup - baseline) / baseline
 
 
 def integrated_density_px(row: dict) -> float | None:

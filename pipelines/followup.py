@@ -256,13 +256,10 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
                      "density_change": density_change,
                      "baseline_density_score": change.baseline_density_score,
                      "followup_density_score": change.followup_density_score,
-                     "density_score_change_pct": _change_pct(change.baseline_density_score,
-                                                             change.followup_density_score),
+                     "density_score_change_pct": change.density_score_change_pct,
                      "baseline_integrated_density": change.baseline_integrated_density,
                      "followup_integrated_density": change.followup_integrated_density,
-                     "integrated_density_change_pct": _change_pct(
-                         change.baseline_integrated_density,
-                         change.followup_integrated_density),
+                     "integrated_density_change_pct": change.integrated_density_change_pct,
                      "n_matched": change.n_matched,
                      "n_persistent": change.n_persistent, "n_grown": change.n_grown,
                      "n_shrunk": change.n_shrunk, "n_new": change.n_new,
@@ -443,12 +440,6 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
     if cache is not None:
         cache[film.image_id] = reread
     return reread
-
-
-def _change_pct(baseline: float | None, followup: float | None) -> float | None:
-    if baseline is None or followup is None or baseline <= 0:
-        return None
-    return 100.0 * (followup - baseline) / baseline
 
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:

@@ -502,6 +502,30 @@ class CompareConfig:
     they were, and one re-acquired forearm moves from -29 % to -13 %. Easing the faint tests
     too (rim CNR 2, rim fraction 0.6, no solidity test) found a 3 mm² lace of soft tissue
     (solidity 0.11) where a hand's deposits had all resolved."""
+    change_sigma_mm: float = 0.5
+    """Temporal subtraction (`imaging.subtraction`): both films of a pair are smoothed at this
+    scale (mm) and the registered baseline is taken from the follow-up..."""
+    change_background_mm: float = 5.0
+    """...the difference's slow trend at this scale (mm) is taken out..."""
+    change_margin_mm: float = 0.6
+    """...and it is read over the soft tissue both films search, this far (mm) clear of its
+    edges..."""
+    change_registration_mm: float = 0.25
+    """...and not where a registration error of this much (mm; the serial benchmark's largest
+    at bone landmarks, 0.25) on either film's slope could reach `change_low_z`..."""
+    change_seed_z: float = 6.5
+    """...in units of its robust spread: regions reaching this level..."""
+    change_low_z: float = 3.0
+    """...grown down to this one..."""
+    change_min_area_mm2: float = 1.0
+    """...and at least this large are where one film shows more calcium than the other, and
+    it is looked at there as where the other film has a deposit
+    (`imaging.paired.find_again_in_pair`). On the serial benchmark's 36 re-acquired pairs,
+    where nothing changed, the difference reached 3.5-6.2 of its spreads more than 1 mm from
+    every deposit (the larger values on lower legs, whose films hold the most pixels), and
+    above 6.5 only on the rim of deposits both films show, on two pairs (6.7 and 8.1); on its
+    hand 3, visits 1 -> 2, a new 11 mm² deposit of CNR 4.2 that the follow-up's detector
+    misses reaches about 9."""
     max_unseen_fraction: float = 0.5
     """A deposit more than this fraction of which, brought onto the other film of a pair, lies
     where that film is not searched (its bone mask and the band beside it, beyond its field)

@@ -143,6 +143,14 @@ class Registration:
         return _warp_labels(labels, self.baseline_spacing_mm, followup_shape,
                             self.followup_spacing_mm, self.transform.GetInverse())
 
+    def warp_baseline_image(self, image: np.ndarray, followup_shape: tuple[int, int]
+                            ) -> np.ndarray:
+        """Resample a baseline image onto the follow-up source grid (linear, float32; NaN
+        beyond the baseline)."""
+        return _warp(np.asarray(image, np.float32), self.baseline_spacing_mm, followup_shape,
+                     self.followup_spacing_mm, self.transform.GetInverse(), sitk.sitkLinear,
+                     float("nan"), sitk.sitkFloat32)
+
 
 @dataclass(frozen=True, eq=False)
 class _Prepared:
@@ -523,11 +531,18 @@ def _sitk_like(array: np.ndarray, like: sitk.Image) -> sitk.Image:
 def _warp_labels(labels: np.ndarray, spacing_mm: tuple[float, float], shape: tuple[int, int],
                  target_spacing_mm: tuple[float, float], transform: sitk.Transform) -> np.ndarray:
     """Labels resampled (nearest) onto a grid of `shape`, `transform` mapping its mm to theirs."""
-    moving = _sitk_image(np.asarray(labels).astype(np.int32), spacing_mm)
-    reference = sitk.Image(int(shape[1]), int(shape[0]), sitk.sitkInt32)
+    return _warp(np.asarray(labels).astype(np.int32), spacing_mm, shape, target_spacing_mm,
+                 transform, sitk.sitkNearestNeighbor, 0, sitk.sitkInt32)
+
+
+def _warp(image: np.ndarray, spacing_mm: tuple[float, float], shape: tuple[int, int],
+          target_spacing_mm: tuple[float, float], transform: sitk.Transform, interpolator,
+          outside, pixel_type) -> np.ndarray:
+    """`image` resampled onto a grid of `shape`, `transform` mapping its mm to the image's."""
+    moving = _sitk_image(image, spacing_mm)
+    reference = sitk.Image(int(shape[1]), int(shape[0]), pixel_type)
     reference.SetSpacing((target_spacing_mm[1], target_spacing_mm[0]))
-    warped = sitk.Resample(moving, reference, transform, sitk.sitkNearestNeighbor, 0,
-                           sitk.sitkInt32)
+    warped = sitk.Resample(moving, reference, transform, interpolator, outside, pixel_type)
     return sitk.GetArrayFromImage(warped)
 
 

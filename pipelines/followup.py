@@ -8,8 +8,9 @@ study date and does the same within each group (films without a patient key or s
 cannot be placed in a series: they are reported and left out).
 
 Each pair is registered on bone (`imaging.register`), each film is looked at again where the
-other has deposits (`imaging.paired`: deposits found again), its deposits are matched and its
-burden compared per region (`imaging.compare`). A pair that does not show the same anatomy,
+other has deposits and where it shows more calcium than the other (`imaging.paired`: deposits
+found again; `imaging.subtraction`), its deposits are matched and its burden compared per
+region (`imaging.compare`). A pair that does not show the same anatomy,
 or does not align, is *refused*: its ``changes.csv`` row says ``status = refused`` and why;
 it is never compared silently.
 
@@ -20,7 +21,8 @@ Outputs in DIR:
   < -25 %, else stable), ``within_repeatability``, match counts, ``response`` (baseline
   references only: the response as of that follow-up) and the registration's figures;
 - ``matches.csv`` — one row per linked deposit pair, and per new or resolved deposit; a
-  deposit found again (not in ``deposits.csv``, numbered after the film's own) is flagged;
+  deposit found again (not in ``deposits.csv``, numbered after the film's own) is flagged,
+  and one found only where the films differ has no region (it counts in the whole film);
 - ``images.csv``, ``deposits.csv``, ``regions.csv``, ``masks/<image_id>.png`` — as
   ``calcitrack analyze``;
 - ``plots/<series>.png`` — burden over time per series, one line per region;
@@ -214,9 +216,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
         return refused(str(exc))
     b_dep = FilmDeposits(baseline.result.labels, baseline.result.deposits, b_rad.pixel_area_mm2)
     f_dep = FilmDeposits(followup.result.labels, followup.result.deposits, f_rad.pixel_area_mm2)
-    # A film is searched again only where the other film has deposits.
-    b_search = b_film.search(config) if f_dep.labels.any() else None
-    f_search = f_film.search(config) if b_dep.labels.any() else None
+    # Both films are looked at again where the other has deposits or where they differ.
+    b_search, f_search = b_film.search(config), f_film.search(config)
     b_dep, f_dep = compared_deposits(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
                                      registration, config)
     matches, changes = compare_registered(b_dep, f_dep, registration, config.compare)

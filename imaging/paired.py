@@ -20,8 +20,9 @@ A deposit that neither film's detector finds is not sought that way. Each film i
 also looked at where it shows more calcium than the other (`imaging.subtraction.film_changes`:
 the registered films' difference, which the anatomy's own structure does not limit), in the
 same way but for the density tests that tell a faint deposit from soft-tissue texture on one
-film, which the difference has already cancelled; a piece found only there belongs to no
-region (its row's ``region`` is empty) and counts in the whole film.
+film, which the difference has already cancelled; a piece found only there has no region
+yet (its row's ``region`` is empty: `pipelines.followup` puts it in the film's region that
+holds most of it).
 
 What one film cannot show is not compared (`leave_out_unseen`): a deposit that lies, on the
 other film, mostly in or right beside that film's bone mask or beyond its field would read as

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from .config import RegionConfig
-from .deposits import DepositFindings
+from .deposits import DepositFindings, DepositSearch
 from .errors import CalcitrackError
 from .radiograph import Radiograph
 
@@ -117,6 +117,13 @@ class RegionMap:
         lookup = np.array((UNASSIGNED,) + self.names, dtype=object)
         return lookup[self.labels[r, c]]
 
+    def of_pixels(self, mask: np.ndarray) -> str:
+        """The region holding most of a source-grid `mask`'s pixels (``unassigned`` when
+        none holds any)."""
+        rows, cols = np.nonzero(mask)
+        names, counts = np.unique(self.at_source(rows, cols).astype(str), return_counts=True)
+        return str(names[np.argmax(counts)]) if names.size else UNASSIGNED
+
     def fingertip_at_source(self, rows, cols) -> np.ndarray:
         r, c = self._to_grid(rows, cols)
         return self.fingertip[r, c]
@@ -124,7 +131,7 @@ class RegionMap:
 
 # --- entry point ---------------------------------------------------------------------------
 
-def region_map(radiograph: Radiograph, findings: DepositFindings,
+def region_map(radiograph: Radiograph, findings: DepositFindings | DepositSearch,
                config: RegionConfig | None = None, user_regions: UserRegions | None = None
                ) -> RegionMap:
     """Regions of a film: user polygons when given, else automatic anatomical zones.
@@ -132,8 +139,9 @@ def region_map(radiograph: Radiograph, findings: DepositFindings,
     Parameters
     ----------
     radiograph : Radiograph
-    findings : DepositFindings
-        The detector's result (its body and bone masks and analysis grid are used).
+    findings : DepositFindings or DepositSearch
+        The detector's result, or its search alone (its body and bone masks and analysis
+        grid are used).
     config : RegionConfig, optional
     user_regions : UserRegions, optional
         From `read_user_regions`; replace the automatic regions.

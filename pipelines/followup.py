@@ -22,7 +22,7 @@ Outputs in DIR:
   references only: the response as of that follow-up) and the registration's figures;
 - ``matches.csv`` — one row per linked deposit pair, and per new or resolved deposit; a
   deposit found again (not in ``deposits.csv``, numbered after the film's own) is flagged,
-  and one found only where the films differ has no region (it counts in the whole film);
+  and one found only where the films differ is put in the film's region holding most of it;
 - ``images.csv``, ``deposits.csv``, ``regions.csv``, ``masks/<image_id>.png`` — as
   ``calcitrack analyze``;
 - ``plots/<series>.png`` — burden over time per series, one line per region;
@@ -35,6 +35,7 @@ Exit codes: 0 every pair compared, 1 some films failed or pairs were refused, 2 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -58,6 +59,7 @@ from imaging.files import atomic_output
 from imaging.paired import compared_deposits
 from imaging.radiograph import Radiograph
 from imaging.register import register_films
+from imaging.regions import UserRegions, region_map
 
 from .analyze import add_batch_arguments, batch_options, run_guarded
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
@@ -112,6 +114,8 @@ class AnalysedFilm:
     pseudonym_key: str | None = None
     content_hash: str | None = None
     """sha256 of the file, as the batch recorded it (finds its row in the store)."""
+    user_regions: UserRegions | None = None
+    """The study's own regions the film was analysed with (None: the automatic ones)."""
 
     @property
     def image_id(self) -> str:
@@ -179,7 +183,8 @@ def analyse_films(paths, out_dir: str | os.PathLike, config: AnalysisConfig,
         result = FilmResult(row, output.deposits, labels, regions=output.regions)
         films[row["image_id"]] = AnalysedFilm(
             InputFile(Path(row["source_path"]), row["image_id"]), result,
-            batch.get("user_spacing"), batch.get("pseudonym_key"), output.content_hash)
+            batch.get("user_spacing"), batch.get("pseudonym_key"), output.content_hash,
+            batch.get("user_regions"))
     return films, summary
 
 
@@ -220,6 +225,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     b_search, f_search = b_film.search(config), f_film.search(config)
     b_dep, f_dep = compared_deposits(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
                                      registration, config)
+    b_dep = _with_regions(b_dep, b_rad, b_search, baseline.user_regions, config)
+    f_dep = _with_regions(f_dep, f_rad, f_search, followup.user_regions, config)
     matches, changes = compare_registered(b_dep, f_dep, registration, config.compare)
     reg = {"registration_rotation_deg": registration.rotation_deg,
            "registration_scale": registration.scale,
@@ -441,6 +448,21 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
     if cache is not None:
         cache[film.image_id] = reread
     return reread
+
+
+def _with_regions(deposits: FilmDeposits, radiograph: Radiograph, search: DepositSearch,
+                  user_regions: UserRegions | None, config: AnalysisConfig) -> FilmDeposits:
+    """`deposits` with the deposits found only where the films differ (no region yet) put
+    in the film's region holding most of their pixels, as its own deposits are."""
+    unplaced = [r for r in deposits.rows if r.get("found_again") and r.get("region") is None]
+    if not unplaced:
+        return deposits
+    regions = region_map(radiograph, search, config.regions, user_regions)
+    placed = {int(r["deposit_id"]): regions.of_pixels(deposits.labels == int(r["deposit_id"]))
+              for r in unplaced}
+    rows = tuple({**r, "region": placed[int(r["deposit_id"])]}
+                 if int(r["deposit_id"]) in placed else r for r in deposits.rows)
+    return dataclasses.replace(deposits, rows=rows)
 
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:

@@ -221,3 +221,24 @@ def _fake_result(image_id, date, key):
     row = {"image_id": image_id, "status": Status.OK, "study_date": date, "patient_key": key,
            "laterality": "R", "body_part": "HAND", "view_position": "PA"}
     return FilmResult(row)
+
+
+@pytest.mark.slow
+def test_a_deposit_found_where_the_films_differ_counts_in_its_region(tmp_path):
+    """The serial benchmark's hand 3, visits 1 -> 2: the new deposit the follow-up's detector
+    misses is found where the films differ (`imaging.subtraction`) and put in the hand
+    region that holds it, so the region rows still add up to the whole film."""
+    series = make_series(SeriesSpec("hand", seed=3, changes=("new", "resolution"),
+                                    laterality="L"))
+    files = [f.dicom for f in write_series(series, tmp_path / "films", "h3")]
+    out = tmp_path / "out"
+    assert _cli("track", files[0], files[1], "--out", out) == 0
+    changes = _rows(out / "changes.csv")
+    whole = next(r for r in changes if r["region"] == "all")
+    assert whole["category"] == "progression"
+    found = [m for m in _rows(out / "matches.csv")
+             if m["followup_found_again"] == "true" and not m["baseline_deposit_id"]]
+    assert found and all(m["region"] not in ("", "all", "unassigned") for m in found)
+    regions = [r for r in changes if r["region"] != "all"]
+    assert sum(float(r["followup_area_mm2"]) for r in regions) == pytest.approx(
+        float(whole["followup_area_mm2"]))

@@ -21,8 +21,8 @@ also looked at where it shows more calcium than the other (`imaging.subtraction.
 the registered films' difference, which the anatomy's own structure does not limit), in the
 same way but for the density tests that tell a faint deposit from soft-tissue texture on one
 film, which the difference has already cancelled; a piece found only there has no region
-yet (its row's ``region`` is empty: `pipelines.followup` puts it in the film's region that
-holds most of it).
+yet (its row's ``region`` is empty: `pipelines.followup` puts it in the region at its
+centroid).
 
 What one film cannot show is not compared (`leave_out_unseen`): a deposit that lies, on the
 other film, mostly in or right beside that film's bone mask or beyond its field would read as

@@ -117,13 +117,6 @@ class RegionMap:
         lookup = np.array((UNASSIGNED,) + self.names, dtype=object)
         return lookup[self.labels[r, c]]
 
-    def of_pixels(self, mask: np.ndarray) -> str:
-        """The region holding most of a source-grid `mask`'s pixels (``unassigned`` when
-        none holds any)."""
-        rows, cols = np.nonzero(mask)
-        names, counts = np.unique(self.at_source(rows, cols).astype(str), return_counts=True)
-        return str(names[np.argmax(counts)]) if names.size else UNASSIGNED
-
     def fingertip_at_source(self, rows, cols) -> np.ndarray:
         r, c = self._to_grid(rows, cols)
         return self.fingertip[r, c]

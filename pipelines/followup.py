@@ -22,7 +22,7 @@ Outputs in DIR:
   references only: the response as of that follow-up) and the registration's figures;
 - ``matches.csv`` — one row per linked deposit pair, and per new or resolved deposit; a
   deposit found again (not in ``deposits.csv``, numbered after the film's own) is flagged,
-  and one found only where the films differ is put in the film's region holding most of it;
+  and one found only where the films differ is put in the region at its centroid;
 - ``images.csv``, ``deposits.csv``, ``regions.csv``, ``masks/<image_id>.png`` — as
   ``calcitrack analyze``;
 - ``plots/<series>.png`` — burden over time per series, one line per region;
@@ -59,7 +59,7 @@ from imaging.files import atomic_output
 from imaging.paired import compared_deposits
 from imaging.radiograph import Radiograph
 from imaging.register import register_films
-from imaging.regions import UserRegions, region_map
+from imaging.regions import RegionMap, UserRegions, region_map
 
 from .analyze import add_batch_arguments, batch_options, run_guarded
 from .arguments import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
@@ -225,8 +225,8 @@ def compare_pair(baseline: AnalysedFilm, followup: AnalysedFilm, config: Analysi
     b_search, f_search = b_film.search(config), f_film.search(config)
     b_dep, f_dep = compared_deposits(b_rad, b_search, b_dep, f_rad, f_search, f_dep,
                                      registration, config)
-    b_dep = _with_regions(b_dep, b_rad, b_search, baseline.user_regions, config)
-    f_dep = _with_regions(f_dep, f_rad, f_search, followup.user_regions, config)
+    b_dep = _with_regions(b_dep, b_film, baseline.user_regions, config)
+    f_dep = _with_regions(f_dep, f_film, followup.user_regions, config)
     matches, changes = compare_registered(b_dep, f_dep, registration, config.compare)
     reg = {"registration_rotation_deg": registration.rotation_deg,
            "registration_scale": registration.scale,
@@ -431,11 +431,19 @@ class _Reread:
 
     radiograph: Radiograph
     _search: DepositSearch | None = None
+    _regions: RegionMap | None = None
 
     def search(self, config: AnalysisConfig) -> DepositSearch:
         if self._search is None:
             self._search = prepare_deposit_search(self.radiograph, config)
         return self._search
+
+    def regions(self, config: AnalysisConfig, user_regions: UserRegions | None) -> RegionMap:
+        """The film's regions, drawn from its search as the analysis drew them."""
+        if self._regions is None:
+            self._regions = region_map(self.radiograph, self.search(config), config.regions,
+                                       user_regions)
+        return self._regions
 
 
 def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _Reread:
@@ -450,19 +458,21 @@ def _reread(film: AnalysedFilm, config: AnalysisConfig, cache: dict | None) -> _
     return reread
 
 
-def _with_regions(deposits: FilmDeposits, radiograph: Radiograph, search: DepositSearch,
-                  user_regions: UserRegions | None, config: AnalysisConfig) -> FilmDeposits:
-    """`deposits` with the deposits found only where the films differ (no region yet) put
-    in the film's region holding most of their pixels, as its own deposits are."""
-    unplaced = [r for r in deposits.rows if r.get("found_again") and r.get("region") is None]
+def _with_regions(deposits: FilmDeposits, film: _Reread, user_regions: UserRegions | None,
+                  config: AnalysisConfig) -> FilmDeposits:
+    """`deposits` with those found only where the films differ (no region yet) put in the
+    region at their centroid, as the film's own deposits are (`imaging.burden`)."""
+    unplaced = {int(r["deposit_id"]) for r in deposits.rows
+                if r.get("found_again") and r.get("region") is None}
     if not unplaced:
         return deposits
-    regions = region_map(radiograph, search, config.regions, user_regions)
-    placed = {int(r["deposit_id"]): regions.of_pixels(deposits.labels == int(r["deposit_id"]))
-              for r in unplaced}
-    rows = tuple({**r, "region": placed[int(r["deposit_id"])]}
-                 if int(r["deposit_id"]) in placed else r for r in deposits.rows)
-    return dataclasses.replace(deposits, rows=rows)
+    ids = sorted(unplaced)
+    centres = np.array([np.argwhere(deposits.labels == i).mean(axis=0) for i in ids])
+    names = film.regions(config, user_regions).at_source(centres[:, 0], centres[:, 1])
+    placed = dict(zip(ids, names.tolist()))
+    return dataclasses.replace(deposits, rows=tuple(
+        {**r, "region": placed[int(r["deposit_id"])]} if int(r["deposit_id"]) in placed else r
+        for r in deposits.rows))
 
 
 def _found_again(deposits: FilmDeposits, deposit_id: int | None) -> bool | None:

@@ -227,7 +227,7 @@ def _fake_result(image_id, date, key):
 def test_a_deposit_found_where_the_films_differ_counts_in_its_region(tmp_path):
     """The serial benchmark's hand 3, visits 1 -> 2: the new deposit the follow-up's detector
     misses is found where the films differ (`imaging.subtraction`) and put in the hand
-    region that holds it, so the region rows still add up to the whole film."""
+    region at its centroid, so the region rows still add up to the whole film."""
     series = make_series(SeriesSpec("hand", seed=3, changes=("new", "resolution"),
                                     laterality="L"))
     files = [f.dicom for f in write_series(series, tmp_path / "films", "h3")]

@@ -151,8 +151,8 @@ class RegionChange:
     n_new: int
     n_resolved: int
     baseline_found_again_px: int = 0
-    """Pixels of the baseline's deposits found again where the follow-up has deposits
-    (`imaging.paired`)..."""
+    """Pixels of the baseline's deposits found again or shared where the follow-up has
+    deposits (`imaging.paired`)..."""
     followup_found_again_px: int = 0
     """...and of the follow-up's, where the baseline has deposits."""
     baseline_n_unseen: int = 0

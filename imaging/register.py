@@ -151,6 +151,14 @@ class Registration:
                      self.followup_spacing_mm, self.transform.GetInverse(), sitk.sitkLinear,
                      float("nan"), sitk.sitkFloat32)
 
+    def warp_followup_image(self, image: np.ndarray, baseline_shape: tuple[int, int]
+                            ) -> np.ndarray:
+        """Resample a follow-up image onto the baseline source grid (linear, float32; NaN
+        beyond the follow-up)."""
+        return _warp(np.asarray(image, np.float32), self.followup_spacing_mm, baseline_shape,
+                     self.baseline_spacing_mm, self.transform, sitk.sitkLinear,
+                     float("nan"), sitk.sitkFloat32)
+
 
 @dataclass(frozen=True, eq=False)
 class _Prepared:

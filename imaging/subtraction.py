@@ -17,7 +17,9 @@ Regions that reach `change_seed_z` (grown down to `change_low_z`, at least
 `change_min_area_mm2`) are where the follow-up shows more calcium than the baseline; those
 below minus that, less. They only say where to look: `imaging.paired.find_again_in_pair`
 looks there on the film that shows more, with the outline rule and selection it applies
-where the other film has a deposit.
+where the other film has a deposit. The significance itself (`FilmChanges.significance`)
+tells `imaging.paired.share_extent` whether the films differ over a piece of outline that
+one film draws and the other does not.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ class FilmChanges:
     noise_sd : float or None
         Robust spread of the smoothed difference (follow-up pixel units); None when too
         little soft tissue of the two films overlaps to compare.
+    significance : ndarray of float32
+        The difference in units of `noise_sd` (follow-up source grid; positive where the
+        follow-up shows more), NaN where it is not read.
     """
 
     more_on_followup: np.ndarray
     more_on_baseline: np.ndarray
     noise_sd: float | None
+    significance: np.ndarray
 
 
 def film_changes(baseline: Radiograph, baseline_search: DepositSearch, followup: Radiograph,
@@ -78,7 +84,8 @@ def film_changes(baseline: Radiograph, baseline_search: DepositSearch, followup:
     FilmChanges
     """
     spacing = min(registration.followup_spacing_mm)
-    none = FilmChanges(np.zeros(followup.shape, bool), np.zeros(baseline.shape, bool), None)
+    none = FilmChanges(np.zeros(followup.shape, bool), np.zeros(baseline.shape, bool), None,
+                       np.full(followup.shape, np.nan, np.float32))
     # Both films are smoothed before the baseline is resampled: interpolating the raw film
     # would blur its peaks and ridges only, and the follow-up's would stand out as changes.
     sigma_mm = config.change_sigma_mm
@@ -102,12 +109,14 @@ def film_changes(baseline: Radiograph, baseline_search: DepositSearch, followup:
     # What a registration error leaves on a steep edge (a cortex, a dense deposit both films
     # show) is no change: where it could reach the low level, nothing is compared.
     steep = np.maximum(_slope(current), _slope(shown)) * (config.change_registration_mm / spacing)
-    z = np.where(compared & (steep < config.change_low_z * noise), difference / noise, 0.0)
+    read = compared & (steep < config.change_low_z * noise)
+    z = np.where(read, difference / noise, 0.0)
     min_px = config.change_min_area_mm2 / (spacing * spacing)
     more = _hysteresis(z, config.change_seed_z, config.change_low_z, min_px)
     less = _hysteresis(-z, config.change_seed_z, config.change_low_z, min_px)
     on_baseline = registration.warp_followup_labels(less, baseline.shape) > 0
-    return FilmChanges(more, on_baseline, float(noise))
+    return FilmChanges(more, on_baseline, float(noise),
+                       np.where(read, z, np.nan).astype(np.float32))
 
 
 def _after_exposure_fit(current: np.ndarray, previous: np.ndarray,

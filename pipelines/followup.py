@@ -88,8 +88,9 @@ CHANGE_COLUMNS = (
 """Columns of ``changes.csv``. ``change_area``, ``smallest_detectable_difference`` and the
 density scores (density-weighted, integrated: `imaging.burden`) are in ``units`` (mm2, or px
 = baseline pixels for uncalibrated films); ``reference`` is baseline or previous. Areas,
-counts and scores include the deposits found again (`imaging.paired`);
-``*_found_again_px`` say how many of each film's own pixels that added."""
+counts and scores include the deposits found again and the extent shared from the other
+film (`imaging.paired`); ``*_found_again_px`` say how many of each film's own pixels that
+added."""
 
 MATCH_COLUMNS = (
     "reference", "baseline_image_id", "followup_image_id", "group", "baseline_deposit_id",

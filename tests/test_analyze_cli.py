@@ -185,7 +185,7 @@ def test_config_show_round_trips_through_load_config(tmp_path, capsys):
     overrides.write_text("max_megapixels = 100\n[grid]\nspacing_mm = 0.25\n"
                          "[detection]\nscales_mm = [2.0, 1.0]\n"
                          "[registration]\nshrink_factors = [8, 2]\nsmoothing_mm = [3.2, 0]\n"
-                         "[compare.repeatability]\nrelative_sdd = 0.5\n")
+                         "[compare.repeatability]\nrelative_sdd = 0.3\n")
     assert main(["config", "--show", "--config", str(overrides)]) == 0
     text = capsys.readouterr().out
     assert "spacing_mm = 0.25  # default: 0.2" in text
@@ -196,7 +196,7 @@ def test_config_show_round_trips_through_load_config(tmp_path, capsys):
     # resolution levels keep their order, coarsest first
     assert loaded.registration.shrink_factors == (8, 2)
     assert loaded.registration.smoothing_mm == (3.2, 0.0)
-    assert loaded.compare.repeatability.relative_sdd == 0.5
+    assert loaded.compare.repeatability.relative_sdd == 0.3
 
 
 def test_image_ids_are_sanitised_relative_paths_made_unique():

@@ -229,24 +229,21 @@ def _with_shared(radiograph: Radiograph, search: DepositSearch, own: FilmDeposit
     difference_z = (total(more_here, read) / np.maximum(total(1.0, read), 1)
                     * np.sqrt(total(1.0, read) / (4 * np.pi * difference.sigma_px ** 2)))
     through_difference = np.where(read, other_excess + more_here * difference.sd, excess)
-    other_shown = total(other_excess) / size
+    other_shown, own_shown = total(other_excess) / size, total(excess) / size
 
-    def fraction(values):
-        return np.divide(total(values) / size, other_shown, out=np.zeros(count),
-                         where=other_shown > 0)
+    def fraction(shown):
+        return np.divide(shown, other_shown, out=np.zeros(count), where=other_shown > 0)
 
-    shown = fraction(through_difference)
     compare = config.compare
-    shared = ((shown >= compare.shared_min_fraction)
-              & (fraction(excess) >= compare.shared_min_own_fraction)
+    shared = ((fraction(total(through_difference) / size) >= compare.shared_min_fraction)
+              & (fraction(own_shown) >= compare.shared_min_own_fraction)
               & (difference_z > -compare.shared_max_difference_z))
     shared[0] = False
     new = shared[pieces]
     if not new.any():
         return own
-    density = total(excess) / size
-    return _with_found(own, other, pieces, {k: float(v) for k, v in enumerate(density)}, new,
-                       _scorer(radiograph, search, config))
+    return _with_found(own, other, pieces, {k: float(v) for k, v in enumerate(own_shown)},
+                       new, _scorer(radiograph, search, config))
 
 
 def _scorer(radiograph: Radiograph, search: DepositSearch, config: AnalysisConfig) -> Callable:

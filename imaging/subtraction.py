@@ -32,7 +32,7 @@ import numpy as np
 from .anatomy import disk
 from .config import CompareConfig
 from .deposits import DepositSearch
-from .preprocess import robust_sd
+from .preprocess import robust_sd, smooth_background
 from .radiograph import Radiograph
 from .register import Registration
 
@@ -135,25 +135,17 @@ def _after_exposure_fit(current: np.ndarray, previous: np.ndarray,
 def _slow_trend(difference: np.ndarray, compared: np.ndarray, sigma_px: float) -> np.ndarray:
     """The difference's slow trend over `compared` pixels, learnt without its outliers (a
     large change would otherwise leave a halo of the opposite sign around it)."""
-    trend = _normalised_blur(difference, compared, sigma_px)
+    trend = smooth_background(difference, compared, sigma_px)
     residual = difference - trend
     spread = robust_sd(residual[compared])
     quiet = compared & (np.abs(residual) <= 3 * spread) if spread > 0 else compared
-    return _normalised_blur(difference, quiet, sigma_px)
+    return smooth_background(difference, quiet, sigma_px)
 
 
 def _slope(image: np.ndarray) -> np.ndarray:
     """Gradient magnitude of `image` (per pixel)."""
     return cv2.magnitude(cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3) / 8,
                          cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3) / 8)
-
-
-def _normalised_blur(values: np.ndarray, weights: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian mean of `values` over the `weights` pixels only (0 where none is near)."""
-    w = weights.astype(np.float32)
-    num = cv2.GaussianBlur(np.where(weights, values, 0).astype(np.float32), (0, 0), sigma_px)
-    den = cv2.GaussianBlur(w, (0, 0), sigma_px)
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
 
 
 def _hysteresis(z: np.ndarray, seed: float, low: float, min_px: float) -> np.ndarray:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from imaging import CalcitrackError, read_radiograph
 from imaging.compare import (
@@ -468,7 +469,8 @@ def _with_regions(deposits: FilmDeposits, film: _Reread, user_regions: UserRegio
     if not unplaced:
         return deposits
     ids = sorted(unplaced)
-    centres = np.array([np.argwhere(deposits.labels == i).mean(axis=0) for i in ids])
+    labels = np.asarray(deposits.labels)
+    centres = np.array(ndimage.center_of_mass(labels > 0, labels, ids))
     names = film.regions(config, user_regions).at_source(centres[:, 0], centres[:, 1])
     placed = dict(zip(ids, names.tolist()))
     return dataclasses.replace(deposits, rows=tuple(
